@@ -1,0 +1,164 @@
+#include "slab.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <string>
+
+namespace blockfork {
+
+struct Slab {
+  void* memory;
+  size_t length;
+  int pins;       // requests in flight that use this memory
+  bool unmapped;  // released early: the finalizer must not unmap again
+};
+
+namespace {
+
+// Keyed by start address, so that the slab holding any pointer is the last
+// one starting at or before it.
+std::map<uintptr_t, Slab*>& Registry() {
+  static std::map<uintptr_t, Slab*> registry;
+  return registry;
+}
+
+void Unmap(napi_env env, Slab* slab) {
+  munmap(slab->memory, slab->length);
+  slab->unmapped = true;
+  int64_t ignored;
+  napi_adjust_external_memory(env, -static_cast<int64_t>(slab->length), &ignored);
+}
+
+void FinalizeSlab(napi_env env, void* /*data*/, void* hint) {
+  Slab* slab = static_cast<Slab*>(hint);
+  if (!slab->unmapped) Unmap(env, slab);
+  // A released slab left the registry already, and its address may belong to
+  // a newer slab by now: erase only our own entry.
+  auto it = Registry().find(reinterpret_cast<uintptr_t>(slab->memory));
+  if (it != Registry().end() && it->second == slab) Registry().erase(it);
+  delete slab;
+}
+
+size_t SystemPageSize() {
+  static const size_t size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+bool IsWholeNumber(const Napi::Value& value, double min, double max, double* out) {
+  if (!value.IsNumber()) return false;
+  double d = value.As<Napi::Number>().DoubleValue();
+  if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) return false;
+  *out = d;
+  return true;
+}
+
+// allocSlab(byteLength): a multiple of the system page size, up to 1 TiB.
+Napi::Value AllocSlab(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double length;
+  if (info.Length() < 1 || !IsWholeNumber(info[0], 1, 1099511627776.0, &length) ||
+      static_cast<size_t>(length) % SystemPageSize() != 0) {
+    throw Napi::RangeError::New(env, "allocSlab: byteLength must be a positive multiple of the page size (" +
+                                         std::to_string(SystemPageSize()) + ")");
+  }
+  size_t bytes = static_cast<size_t>(length);
+  void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) {
+    throw Napi::Error::New(env, std::string("allocSlab: mmap of ") + std::to_string(bytes) +
+                                    " bytes failed: " + std::strerror(errno));
+  }
+  Slab* slab = new Slab{memory, bytes, 0, false};
+  napi_value buffer;
+  napi_status status = napi_create_external_arraybuffer(env, memory, bytes, FinalizeSlab, slab, &buffer);
+  if (status != napi_ok) {
+    munmap(memory, bytes);
+    delete slab;
+    if (status == napi_no_external_buffers_allowed) {
+      throw Napi::Error::New(env,
+                             "this runtime refuses external buffers (napi_no_external_buffers_allowed, as "
+                             "Electron's sandbox does): blockfork needs page-aligned memory outside the V8 heap "
+                             "for O_DIRECT and cannot run here");
+    }
+    throw Napi::Error::New(env, "allocSlab: napi_create_external_arraybuffer failed");
+  }
+  Registry()[reinterpret_cast<uintptr_t>(memory)] = slab;
+  int64_t ignored;
+  napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &ignored);
+  return Napi::Value(env, buffer);
+}
+
+// releaseSlab(arrayBuffer): frees now. Unmap first, then detach: if V8 runs
+// the finalizer during the detach, it sees `unmapped` and only forgets the slab.
+Napi::Value ReleaseSlab(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
+    throw Napi::TypeError::New(env, "releaseSlab: expected the slab's ArrayBuffer");
+  }
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  if (buffer.IsDetached()) return env.Undefined();
+  Slab* slab = FindSlab(buffer.Data(), buffer.ByteLength());
+  if (slab == nullptr || slab->memory != buffer.Data()) {
+    throw Napi::TypeError::New(env, "releaseSlab: this ArrayBuffer is not a slab");
+  }
+  if (slab->pins > 0) {
+    throw Napi::Error::New(env, "releaseSlab: the slab is in use by " + std::to_string(slab->pins) +
+                                    " I/O request(s) in flight");
+  }
+  Registry().erase(reinterpret_cast<uintptr_t>(slab->memory));
+  Unmap(env, slab);
+  buffer.Detach();
+  return env.Undefined();
+}
+
+// copy(target, source): memcpy between two views of equal length.
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray()) {
+    throw Napi::TypeError::New(env, "copy: target and source must be Uint8Arrays or Buffers");
+  }
+  Napi::TypedArray target = info[0].As<Napi::TypedArray>();
+  Napi::TypedArray source = info[1].As<Napi::TypedArray>();
+  if (target.TypedArrayType() != napi_uint8_array || source.TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(env, "copy: target and source must be Uint8Arrays or Buffers");
+  }
+  if (target.ByteLength() != source.ByteLength()) {
+    throw Napi::RangeError::New(env, "copy: target (" + std::to_string(target.ByteLength()) +
+                                         " bytes) and source (" + std::to_string(source.ByteLength()) +
+                                         " bytes) differ in length");
+  }
+  uint8_t* to = static_cast<uint8_t*>(target.ArrayBuffer().Data()) + target.ByteOffset();
+  const uint8_t* from = static_cast<const uint8_t*>(source.ArrayBuffer().Data()) + source.ByteOffset();
+  if (target.ByteLength() > 0) std::memmove(to, from, target.ByteLength());
+  return env.Undefined();
+}
+
+}  // namespace
+
+Slab* FindSlab(const void* address, size_t length) {
+  auto& registry = Registry();
+  uintptr_t start = reinterpret_cast<uintptr_t>(address);
+  auto it = registry.upper_bound(start);
+  if (it == registry.begin()) return nullptr;
+  --it;
+  Slab* slab = it->second;
+  if (slab->unmapped) return nullptr;
+  uintptr_t base = reinterpret_cast<uintptr_t>(slab->memory);
+  if (start + length > base + slab->length) return nullptr;
+  return slab;
+}
+
+void PinSlab(Slab* slab) { slab->pins++; }
+void UnpinSlab(Slab* slab) { slab->pins--; }
+
+void InitSlab(Napi::Env env, Napi::Object exports) {
+  exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(SystemPageSize())));
+  exports.Set("allocSlab", Napi::Function::New(env, AllocSlab, "allocSlab"));
+  exports.Set("releaseSlab", Napi::Function::New(env, ReleaseSlab, "releaseSlab"));
+  exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
+}
+
+}  // namespace blockfork

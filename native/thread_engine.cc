@@ -1,0 +1,171 @@
+// The thread-pool engine: where io_uring is unavailable (old kernel, seccomp,
+// io_uring_disabled) or asked for. `queueDepth` worker threads, started on
+// first use, run preadv/pwritev2/fdatasync; completions go back to the JS
+// thread through a uv_async.
+//
+// Locking: one mutex guards the queue, the completed list and the counters.
+// A flush is a barrier: the worker that takes it waits until no other request
+// is running, and no worker takes a request queued after it until it is done,
+// so fdatasync covers exactly what was submitted before it.
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine.h"
+
+namespace blockfork {
+namespace {
+
+struct AsyncHandle {
+  uv_async_t async;
+};
+
+class ThreadEngine : public Engine {
+ public:
+  ThreadEngine(int fd, unsigned threads, CompletionSink* sink) : fd_(fd), threadCount_(threads), sink_(sink) {}
+
+  const char* Kind() const override { return "threads"; }
+
+  int Setup(uv_loop_t* loop) {
+    handle_ = new AsyncHandle{};
+    handle_->async.data = this;
+    int r = uv_async_init(loop, &handle_->async, OnCompleted);
+    if (r != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      return r;
+    }
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->async));
+    return 0;
+  }
+
+  void Submit(Request* request) override {
+    if (workers_.empty()) {
+      for (unsigned i = 0; i < threadCount_; i++) workers_.emplace_back(&ThreadEngine::Work, this);
+    }
+    if (outstanding_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->async));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(request);
+    }
+    wake_.notify_one();
+  }
+
+  void Close() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : workers_) t.join();
+    workers_.clear();
+    if (handle_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->async),
+               [](uv_handle_t* h) { delete reinterpret_cast<AsyncHandle*>(h); });
+      handle_ = nullptr;
+    }
+  }
+
+ private:
+  void Work() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [this] { return stopping_ || (!queue_.empty() && !barrier_); });
+      if (queue_.empty() || barrier_) {
+        if (stopping_) return;
+        continue;
+      }
+      Request* r = queue_.front();
+      queue_.pop_front();
+      if (r->op == Op::Flush) {
+        barrier_ = true;
+        idle_.wait(lock, [this] { return running_ == 0; });
+      }
+      running_++;
+      lock.unlock();
+      Execute(r);
+      lock.lock();
+      running_--;
+      if (r->op == Op::Flush) {
+        barrier_ = false;
+        wake_.notify_all();
+      }
+      if (running_ == 0) idle_.notify_all();
+      completed_.push_back(r);
+      uv_async_send(&handle_->async);
+    }
+  }
+
+  void Execute(Request* r) {
+    ssize_t n;
+    do {
+      switch (r->op) {
+        case Op::Read:
+          n = preadv(fd_, r->iov.data(), static_cast<int>(r->iov.size()), static_cast<off_t>(r->offset));
+          break;
+        case Op::Write:
+          n = pwritev2(fd_, r->iov.data(), static_cast<int>(r->iov.size()), static_cast<off_t>(r->offset),
+                       r->dsync ? RWF_DSYNC : 0);
+          break;
+        case Op::Flush:
+          n = fdatasync(fd_);
+          break;
+      }
+    } while (n < 0 && errno == EINTR);
+    r->result = n < 0 ? -errno : static_cast<double>(n);
+  }
+
+  static void OnCompleted(uv_async_t* async) { static_cast<ThreadEngine*>(async->data)->Deliver(); }
+
+  void Deliver() {
+    std::vector<Request*> done;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done.swap(completed_);
+    }
+    outstanding_ -= done.size();
+    if (outstanding_ == 0 && handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->async));
+    for (Request* r : done) sink_->Complete(r);
+  }
+
+  int fd_;
+  unsigned threadCount_;
+  CompletionSink* sink_;
+  AsyncHandle* handle_ = nullptr;
+  size_t outstanding_ = 0;  // JS thread only: submitted, not yet delivered
+  std::vector<std::thread> workers_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;  // work queued, barrier lifted, or stopping
+  std::condition_variable idle_;  // running_ fell to 0
+  std::deque<Request*> queue_;
+  std::vector<Request*> completed_;
+  unsigned running_ = 0;
+  bool barrier_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+Engine* CreateThreadEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
+                           const char** syscallName) {
+  // One thread per slot of the queue, as io_uring has one ring entry per
+  // slot, up to a bound past which threads cost more than they overlap.
+  constexpr unsigned kMaxThreads = 128;
+  ThreadEngine* engine = new ThreadEngine(fd, queueDepth < kMaxThreads ? queueDepth : kMaxThreads, sink);
+  int r = engine->Setup(loop);
+  if (r != 0) {
+    delete engine;
+    *err = r;
+    *syscallName = "uv_async_init";
+    return nullptr;
+  }
+  return engine;
+}
+
+}  // namespace blockfork

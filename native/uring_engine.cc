@@ -1,0 +1,287 @@
+// The io_uring engine, by raw syscalls (no liburing: a build needs nothing but
+// the toolchain and Node's headers).
+//
+// No thread per request: requests go into the submission ring, completions
+// come back on the JS thread, where a uv_poll watches an eventfd registered
+// with the ring. At most `depth` requests are in the ring at once (so the
+// completion ring, twice as large, never overflows); the rest wait in
+// `queued_`, and each reaped completion makes room for the next before any JS
+// runs, so the device stays busy while callbacks run.
+#include <linux/io_uring.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+#include "engine.h"
+
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x00000002
+#endif
+
+namespace blockfork {
+namespace {
+
+int SysSetup(unsigned entries, io_uring_params* p) {
+  return static_cast<int>(syscall(__NR_io_uring_setup, entries, p));
+}
+int SysEnter(int fd, unsigned toSubmit, unsigned minComplete, unsigned flags) {
+  return static_cast<int>(syscall(__NR_io_uring_enter, fd, toSubmit, minComplete, flags, nullptr, 0));
+}
+int SysRegister(int fd, unsigned opcode, const void* arg, unsigned args) {
+  return static_cast<int>(syscall(__NR_io_uring_register, fd, opcode, arg, args));
+}
+
+// What the uv_close callback frees once libuv is done with the handle.
+struct PollHandle {
+  uv_poll_t poll;
+  int eventFd;
+};
+
+class UringEngine : public Engine {
+ public:
+  UringEngine(int fd, CompletionSink* sink) : fd_(fd), sink_(sink) {}
+  ~UringEngine() override { Unmap(); }
+
+  const char* Kind() const override { return "io_uring"; }
+
+  // Returns 0 or -errno (and the syscall that failed).
+  int Setup(uv_loop_t* loop, unsigned depth, const char** syscallName) {
+    io_uring_params p;
+    std::memset(&p, 0, sizeof p);
+    *syscallName = "io_uring_setup";
+    ringFd_ = SysSetup(depth, &p);
+    if (ringFd_ < 0) return -errno;
+    depth_ = p.sq_entries < depth ? p.sq_entries : depth;
+    inRing_.resize(depth_);
+
+    *syscallName = "mmap";
+    sqLen_ = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    cqLen_ = p.cq_off.cqes + p.cq_entries * sizeof(io_uring_cqe);
+    bool single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0;
+    if (single) sqLen_ = cqLen_ = sqLen_ > cqLen_ ? sqLen_ : cqLen_;
+    sqRing_ = mmap(nullptr, sqLen_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ringFd_, IORING_OFF_SQ_RING);
+    if (sqRing_ == MAP_FAILED) return Fail();
+    cqRing_ = single ? sqRing_
+                     : mmap(nullptr, cqLen_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ringFd_,
+                            IORING_OFF_CQ_RING);
+    if (cqRing_ == MAP_FAILED) return Fail();
+    sqesLen_ = p.sq_entries * sizeof(io_uring_sqe);
+    void* sqes = mmap(nullptr, sqesLen_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ringFd_, IORING_OFF_SQES);
+    if (sqes == MAP_FAILED) return Fail();
+    sqes_ = static_cast<io_uring_sqe*>(sqes);
+
+    char* sq = static_cast<char*>(sqRing_);
+    sqHead_ = reinterpret_cast<unsigned*>(sq + p.sq_off.head);
+    sqTail_ = reinterpret_cast<unsigned*>(sq + p.sq_off.tail);
+    sqMask_ = *reinterpret_cast<unsigned*>(sq + p.sq_off.ring_mask);
+    sqArray_ = reinterpret_cast<unsigned*>(sq + p.sq_off.array);
+    char* cq = static_cast<char*>(cqRing_);
+    cqHead_ = reinterpret_cast<unsigned*>(cq + p.cq_off.head);
+    cqTail_ = reinterpret_cast<unsigned*>(cq + p.cq_off.tail);
+    cqMask_ = *reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
+    cqes_ = reinterpret_cast<io_uring_cqe*>(cq + p.cq_off.cqes);
+
+    *syscallName = "eventfd";
+    int eventFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (eventFd < 0) return Fail();
+    *syscallName = "io_uring_register";
+    if (SysRegister(ringFd_, IORING_REGISTER_EVENTFD, &eventFd, 1) != 0) {
+      int err = -errno;
+      close(eventFd);
+      Unmap();
+      return err;
+    }
+    handle_ = new PollHandle{};
+    handle_->eventFd = eventFd;
+    handle_->poll.data = this;
+    *syscallName = "uv_poll_init";
+    int r = uv_poll_init(loop, &handle_->poll, eventFd);
+    if (r != 0) {
+      close(eventFd);
+      delete handle_;
+      handle_ = nullptr;
+      Unmap();
+      return r;
+    }
+    uv_poll_start(&handle_->poll, UV_READABLE, OnReadable);
+    // An idle engine must not keep the process alive.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
+    return 0;
+  }
+
+  void Submit(Request* request) override {
+    if (queued_.empty() && running_ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
+    queued_.push_back(request);
+    Pump();
+  }
+
+  void Close() override {
+    if (handle_ != nullptr) {
+      uv_poll_stop(&handle_->poll);
+      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), [](uv_handle_t* h) {
+        PollHandle* handle = reinterpret_cast<PollHandle*>(h);
+        close(handle->eventFd);
+        delete handle;
+      });
+      handle_ = nullptr;
+    }
+    Unmap();
+  }
+
+ private:
+  int Fail() {
+    int err = -errno;
+    Unmap();
+    return err;
+  }
+
+  void Unmap() {
+    if (sqes_ != nullptr) munmap(sqes_, sqesLen_);
+    if (cqRing_ != nullptr && cqRing_ != MAP_FAILED && cqRing_ != sqRing_) munmap(cqRing_, cqLen_);
+    if (sqRing_ != nullptr && sqRing_ != MAP_FAILED) munmap(sqRing_, sqLen_);
+    if (ringFd_ >= 0) close(ringFd_);
+    sqes_ = nullptr;
+    cqRing_ = sqRing_ = nullptr;
+    ringFd_ = -1;
+  }
+
+  // Moves queued requests into free ring slots and submits them.
+  void Pump() {
+    unsigned tail = *sqTail_;
+    unsigned added = 0;
+    while (!queued_.empty() && running_ + added < depth_) {
+      Request* r = queued_.front();
+      queued_.pop_front();
+      unsigned index = (tail + added) & sqMask_;
+      io_uring_sqe* sqe = &sqes_[index];
+      std::memset(sqe, 0, sizeof *sqe);
+      sqe->fd = fd_;
+      sqe->user_data = reinterpret_cast<uint64_t>(r);
+      if (r->op == Op::Flush) {
+        sqe->opcode = IORING_OP_FSYNC;
+        sqe->fsync_flags = IORING_FSYNC_DATASYNC;
+        // Runs only once every earlier request in the ring has completed.
+        sqe->flags = IOSQE_IO_DRAIN;
+      } else {
+        sqe->opcode = r->op == Op::Read ? IORING_OP_READV : IORING_OP_WRITEV;
+        sqe->off = r->offset;
+        sqe->addr = reinterpret_cast<uint64_t>(r->iov.data());
+        sqe->len = static_cast<unsigned>(r->iov.size());
+        if (r->dsync) sqe->rw_flags = RWF_DSYNC;
+      }
+      sqArray_[index] = index;
+      inRing_[added] = r;
+      added++;
+    }
+    if (added == 0) return;
+    __atomic_store_n(sqTail_, tail + added, __ATOMIC_RELEASE);
+    int submitted;
+    do {
+      submitted = SysEnter(ringFd_, added, 0, 0);
+    } while (submitted < 0 && (errno == EINTR || errno == EAGAIN));
+    if (submitted < 0) {
+      // Nothing was consumed: take the entries back and fail their requests.
+      int err = -errno;
+      __atomic_store_n(sqTail_, tail, __ATOMIC_RELEASE);
+      for (unsigned i = 0; i < added; i++) {
+        inRing_[i]->result = err;
+        failed_.push_back(inRing_[i]);
+      }
+      Wake();
+      return;
+    }
+    running_ += added;
+  }
+
+  // Failed submissions are delivered from the poll callback, never from
+  // inside Submit: callers may rely on completion being asynchronous.
+  void Wake() {
+    uint64_t one = 1;
+    ssize_t ignored = write(handle_->eventFd, &one, sizeof one);
+    (void)ignored;
+  }
+
+  static void OnReadable(uv_poll_t* poll, int /*status*/, int /*events*/) {
+    static_cast<UringEngine*>(poll->data)->Reap();
+  }
+
+  void Reap() {
+    uint64_t count;
+    ssize_t ignored = read(handle_->eventFd, &count, sizeof count);
+    (void)ignored;
+    std::vector<Request*> done;
+    done.swap(failed_);
+    unsigned head = *cqHead_;
+    unsigned tail = __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE);
+    unsigned reaped = 0;
+    while (head != tail) {
+      io_uring_cqe* cqe = &cqes_[head & cqMask_];
+      Request* r = reinterpret_cast<Request*>(cqe->user_data);
+      r->result = cqe->res;
+      done.push_back(r);
+      head++;
+      reaped++;
+    }
+    __atomic_store_n(cqHead_, head, __ATOMIC_RELEASE);
+    running_ -= reaped;
+    // Refill the ring before any JS runs.
+    Pump();
+    if (queued_.empty() && running_ == 0 && failed_.empty() && handle_ != nullptr) {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
+    }
+    for (Request* r : done) sink_->Complete(r);
+  }
+
+  int fd_;
+  CompletionSink* sink_;
+  int ringFd_ = -1;
+  unsigned depth_ = 0;
+  unsigned running_ = 0;
+  std::deque<Request*> queued_;
+  std::vector<Request*> failed_;
+  std::vector<Request*> inRing_;  // this round's requests, by position
+  PollHandle* handle_ = nullptr;
+
+  void* sqRing_ = nullptr;
+  void* cqRing_ = nullptr;
+  size_t sqLen_ = 0, cqLen_ = 0, sqesLen_ = 0;
+  io_uring_sqe* sqes_ = nullptr;
+  unsigned *sqHead_ = nullptr, *sqTail_ = nullptr, *sqArray_ = nullptr;
+  unsigned sqMask_ = 0;
+  unsigned *cqHead_ = nullptr, *cqTail_ = nullptr;
+  unsigned cqMask_ = 0;
+  io_uring_cqe* cqes_ = nullptr;
+};
+
+}  // namespace
+
+Engine* CreateUringEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
+                          const char** syscallName) {
+  UringEngine* engine = new UringEngine(fd, sink);
+  int r = engine->Setup(loop, queueDepth, syscallName);
+  if (r != 0) {
+    delete engine;
+    *err = r;
+    return nullptr;
+  }
+  return engine;
+}
+
+int ProbeUring() {
+  static int result = 1;
+  if (result == 1) {
+    io_uring_params p;
+    std::memset(&p, 0, sizeof p);
+    int fd = SysSetup(1, &p);
+    result = fd < 0 ? -errno : 0;
+    if (fd >= 0) close(fd);
+  }
+  return result;
+}
+
+}  // namespace blockfork

@@ -1,0 +1,219 @@
+import { native, isNativeErrno, type NativeEngine, type NativeRequest } from '../native';
+import { describe } from './describe';
+import { BlockforkError, systemError, type SystemError } from './errors';
+import type { Geometry } from './geometry';
+import type { BlockIo, IoRequest, IoResult } from './request';
+
+export type EngineKind = 'io_uring' | 'threads';
+
+export interface DeviceOptions {
+  /** A regular file that does not exist is created, sparse, at this many bytes. */
+  size?: number;
+  /** O_DIRECT (default true). `false` for file systems that refuse it, such as tmpfs. */
+  direct?: boolean;
+  readOnly?: boolean;
+  /** 'auto' (default): io_uring where the kernel allows it, else the thread pool. */
+  engine?: EngineKind | 'auto';
+  /** Requests in flight at once (default 32, at most 4096). */
+  queueDepth?: number;
+}
+
+export const DEFAULT_QUEUE_DEPTH = 32;
+const MAX_QUEUE_DEPTH = 4096;
+
+/**
+ * A block device or a regular file opened for aligned, batched, vectored I/O
+ * (O_DIRECT unless `direct: false`), locked exclusively (flock) against other
+ * processes. It is usable alone for raw aligned I/O; the cache builds on it.
+ *
+ * Every request is checked (alignment of address, offset and length to the
+ * device's sector size, bounds, open handle) before it is submitted: misuse is
+ * a TypeError or RangeError, never an EINVAL from the kernel.
+ */
+export class Device implements BlockIo {
+  private closing: Promise<void> | undefined;
+  private pending = 0;
+  private drained: (() => void) | undefined;
+
+  private constructor(
+    readonly path: string,
+    readonly geometry: Geometry,
+    readonly engine: EngineKind,
+    readonly queueDepth: number,
+    /** The file was created by this open. */
+    readonly created: boolean,
+    private readonly fd: number,
+    private readonly io: NativeEngine,
+  ) {}
+
+  static async open(path: string, options: DeviceOptions = {}): Promise<Device> {
+    if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
+      throw new TypeError(`path must be a non-empty string without NUL bytes, got ${describe(path)}`);
+    }
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`options must be an object, got ${describe(options)}`);
+    }
+    const direct = optionalBoolean(options.direct, 'direct', true);
+    const readOnly = optionalBoolean(options.readOnly, 'readOnly', false);
+    const size = options.size;
+    if (size !== undefined && (!Number.isSafeInteger(size) || size <= 0)) {
+      throw new RangeError(`size must be a positive integer number of bytes, got ${describe(size)}`);
+    }
+    const queueDepth = options.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+    if (!Number.isInteger(queueDepth) || queueDepth < 1 || queueDepth > MAX_QUEUE_DEPTH) {
+      throw new RangeError(`queueDepth must be an integer from 1 to ${MAX_QUEUE_DEPTH}, got ${describe(queueDepth)}`);
+    }
+    const wanted = options.engine ?? 'auto';
+    if (wanted !== 'auto' && wanted !== 'io_uring' && wanted !== 'threads') {
+      throw new TypeError(`engine must be 'auto', 'io_uring' or 'threads', got ${describe(wanted)}`);
+    }
+
+    const opened = native.open(path, { readOnly, direct, create: size !== undefined && !readOnly, size: size ?? 0 });
+    if (isNativeErrno(opened)) throw openError(opened.errno, opened.syscall, path, direct);
+
+    let kind: EngineKind = wanted === 'auto' ? (native.probeIoUring() === 0 ? 'io_uring' : 'threads') : wanted;
+    const engine = native.createEngine({
+      fd: opened.fd,
+      kind,
+      queueDepth,
+      sectorSize: opened.logicalSectorSize,
+      memoryAlignment: opened.memoryAlignment,
+      size: opened.size,
+      readOnly,
+    });
+    if (isNativeErrno(engine)) {
+      native.close(opened.fd);
+      throw systemError(engine.errno, engine.syscall, path, kind === 'io_uring' ? "io_uring is unavailable here; use engine: 'threads'" : undefined);
+    }
+    kind = engine.kind;
+    const geometry: Geometry = Object.freeze({
+      size: opened.size,
+      logicalSectorSize: opened.logicalSectorSize,
+      physicalSectorSize: opened.physicalSectorSize,
+      memoryAlignment: opened.memoryAlignment,
+      isBlockDevice: opened.isBlockDevice,
+      direct,
+      readOnly,
+    });
+    return new Device(path, geometry, kind, queueDepth, opened.created, opened.fd, engine);
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  submit(requests: readonly IoRequest[]): Promise<IoResult[]> {
+    this.checkOpen();
+    const nativeRequests = toNative(requests);
+    if (nativeRequests.length === 0) return Promise.resolve([]);
+    return this.track<IoResult[]>((resolve) =>
+      this.io.submit(nativeRequests, (raw) => {
+        const results: IoResult[] = new Array(raw.length);
+        for (let i = 0; i < raw.length; i++) {
+          const r = raw[i];
+          results[i] = r < 0 ? { bytes: 0, error: systemError(r, nativeRequests[i].op === 0 ? 'preadv' : 'pwritev', this.path) } : { bytes: r };
+        }
+        resolve(results);
+      }),
+    );
+  }
+
+  async run(requests: readonly IoRequest[]): Promise<void> {
+    const results = await this.submit(requests);
+    for (let i = 0; i < results.length; i++) {
+      const result = results[i];
+      if (result.error) throw result.error;
+      const request = requests[i];
+      const expected = byteLength(request);
+      if (result.bytes !== expected) {
+        const syscall = request.op === 'read' ? 'preadv' : 'pwritev';
+        throw systemError(-5 /* EIO */, syscall, this.path, `short ${request.op}: ${result.bytes} of ${expected} bytes at offset ${request.offset}`);
+      }
+    }
+  }
+
+  flush(): Promise<void> {
+    this.checkOpen();
+    if (this.geometry.readOnly) return Promise.reject(new BlockforkError('ERR_READ_ONLY', `device '${this.path}' is open read-only`));
+    return this.track<number>((resolve) => this.io.flush(resolve)).then((result) => {
+      if (result < 0) throw systemError(result, 'fdatasync', this.path);
+    });
+  }
+
+  /** Waits for requests in flight, then closes the engine, unlocks and closes the file. Harmless twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.pending > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+      this.io.close();
+      const result = native.close(this.fd);
+      if (result < 0) throw systemError(result, 'close', this.path);
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Counts an engine call as pending until its callback runs, so that close()
+   * can wait for it. If the addon refuses the call (a bad request throws
+   * before anything is queued), the count is undone and the promise rejects.
+   */
+  private track<T>(start: (resolve: (value: T) => void) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending++;
+      try {
+        start((value) => {
+          this.settle();
+          resolve(value);
+        });
+      } catch (error) {
+        this.settle();
+        reject(error);
+      }
+    });
+  }
+
+  private settle(): void {
+    if (--this.pending === 0 && this.drained) {
+      const drained = this.drained;
+      this.drained = undefined;
+      drained();
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw new BlockforkError('ERR_DEVICE_CLOSED', `device '${this.path}' is closed`);
+  }
+}
+
+function toNative(requests: readonly IoRequest[]): NativeRequest[] {
+  if (!Array.isArray(requests)) throw new TypeError(`requests must be an array, got ${describe(requests)}`);
+  const out: NativeRequest[] = new Array(requests.length);
+  for (let i = 0; i < requests.length; i++) {
+    const r = requests[i];
+    if (typeof r !== 'object' || r === null) throw new TypeError(`request ${i} must be an object, got ${describe(r)}`);
+    if (r.op !== 'read' && r.op !== 'write') throw new TypeError(`request ${i}: op must be 'read' or 'write', got ${describe(r.op)}`);
+    out[i] = { op: r.op === 'read' ? 0 : 1, offset: r.offset, buffers: r.buffers, dsync: r.dsync === true };
+  }
+  return out;
+}
+
+function byteLength(request: IoRequest): number {
+  let total = 0;
+  for (const b of request.buffers) total += b.byteLength;
+  return total;
+}
+
+function openError(errno: number, syscall: string, path: string, direct: boolean): SystemError {
+  if (syscall === 'open' && direct && errno === -22 /* EINVAL */) {
+    return systemError(errno, syscall, path, 'the file system refuses O_DIRECT; open with { direct: false } to use buffered I/O');
+  }
+  if (syscall === 'flock' && errno === -11 /* EWOULDBLOCK */) {
+    return systemError(errno, syscall, path, 'another open handle holds its lock: one writer per volume');
+  }
+  return systemError(errno, syscall, path);
+}
+
+function optionalBoolean(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}

@@ -1,0 +1,37 @@
+import type { Geometry } from './geometry';
+import type { SystemError } from './errors';
+
+/**
+ * One vectored request of a batch: `buffers` are gathered (write) or
+ * scattered (read) at `offset`. Every buffer address, the offset and every
+ * buffer length must be multiples of the device's alignment.
+ */
+export interface IoRequest {
+  readonly op: 'read' | 'write';
+  readonly offset: number;
+  readonly buffers: readonly Uint8Array[];
+  /** Write with RWF_DSYNC: durable when it completes (commit records). */
+  readonly dsync?: boolean;
+}
+
+/** The outcome of one request: bytes moved, or the system error that failed it. */
+export interface IoResult {
+  readonly bytes: number;
+  readonly error?: SystemError;
+}
+
+/**
+ * What the layers above need of a device. The real one is `Device`; tests
+ * wrap it (or stand in for it) to inject faults, delays and reordering.
+ */
+export interface BlockIo {
+  readonly path: string;
+  readonly geometry: Geometry;
+  /** Submits a batch; resolves when every request has completed, one result each. */
+  submit(requests: readonly IoRequest[]): Promise<IoResult[]>;
+  /** Like submit, but rejects with the first failed request's error (short transfers are errors). */
+  run(requests: readonly IoRequest[]): Promise<void>;
+  /** fdatasync: everything completed before it is on stable storage. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}

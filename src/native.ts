@@ -1,0 +1,95 @@
+/**
+ * The typed loader of the addon. The addon holds memory, copies, devices and
+ * I/O, nothing of the cache: every decision is made in TypeScript above it.
+ * Failed system calls come back as `{ errno, syscall }` (errno negative) and
+ * become Errors in one place, src/io/errors.ts.
+ */
+import * as path from 'node:path';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const load: (dir: string) => unknown = require('node-gyp-build');
+
+/** A failed system call as the addon reports it. */
+export interface NativeErrno {
+  readonly errno: number;
+  readonly syscall: string;
+}
+
+export interface NativeOpenFlags {
+  readOnly: boolean;
+  direct: boolean;
+  /** Create a regular file (sparse) at `size` bytes if it does not exist. */
+  create: boolean;
+  /** Bytes for a created file; 0 when not creating. */
+  size: number;
+}
+
+export interface NativeOpened {
+  readonly fd: number;
+  readonly size: number;
+  readonly logicalSectorSize: number;
+  readonly physicalSectorSize: number;
+  readonly memoryAlignment: number;
+  readonly isBlockDevice: boolean;
+  readonly created: boolean;
+}
+
+export interface NativeEngineOptions {
+  fd: number;
+  kind: 'io_uring' | 'threads';
+  queueDepth: number;
+  /** Offsets and lengths must be multiples of this. */
+  sectorSize: number;
+  /** Buffer addresses must be multiples of this. */
+  memoryAlignment: number;
+  /** Bytes on the device: no request may reach past it. */
+  size: number;
+  readOnly: boolean;
+}
+
+/** One request as the addon takes it (op: 0 read, 1 write). */
+export interface NativeRequest {
+  op: 0 | 1;
+  offset: number;
+  buffers: readonly Uint8Array[];
+  dsync: boolean;
+}
+
+export interface NativeEngine {
+  readonly kind: 'io_uring' | 'threads';
+  readonly queueDepth: number;
+  /** Requests not yet completed. */
+  readonly inFlight: number;
+  /**
+   * Validates every request (throws TypeError/RangeError before any I/O),
+   * then queues them; `done` gets one number per request: bytes moved or
+   * -errno. Requests beyond the queue depth wait inside the engine.
+   */
+  submit(requests: readonly NativeRequest[], done: (results: Float64Array) => void): void;
+  /** fdatasync after everything submitted before it; `done(0 | -errno)`. */
+  flush(done: (result: number) => void): void;
+  /** Stops the engine; refuses (throws) while requests are in flight. */
+  close(): void;
+}
+
+export interface NativeAddon {
+  /** The system page size. */
+  readonly pageSize: number;
+  /** mmap'd page-aligned memory outside the V8 heap; freed by GC or releaseSlab. */
+  allocSlab(byteLength: number): ArrayBuffer;
+  /** Frees a slab now; its views become empty. Throws while I/O uses it. */
+  releaseSlab(slab: ArrayBuffer): void;
+  /** memcpy between two views of equal length. */
+  copy(target: Uint8Array, source: Uint8Array): void;
+  open(path: string, flags: NativeOpenFlags): NativeOpened | NativeErrno;
+  /** Unlocks and closes; 0 or -errno. */
+  close(fd: number): number;
+  /** Whether io_uring can be set up here (kernel, seccomp, io_uring_disabled): 0 or -errno. */
+  probeIoUring(): number;
+  createEngine(options: NativeEngineOptions): NativeEngine | NativeErrno;
+}
+
+export const native = load(path.join(__dirname, '..')) as NativeAddon;
+
+export function isNativeErrno(value: unknown): value is NativeErrno {
+  return typeof value === 'object' && value !== null && 'errno' in value && 'syscall' in value;
+}
