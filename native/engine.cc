@@ -136,13 +136,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     std::unique_ptr<Batch> owned(batch);
     Napi::FunctionReference done = std::move(batch->done);
     owned.reset();
-    if (inFlight_ == 0) Unref();
     try {
       done.MakeCallback(env.Global(), {argument}, context_);
     } catch (const Napi::Error& e) {
       // A throwing callback is the caller's bug: report it as uncaught, as
       // Node does for a throwing fs callback, and keep the engine going.
       napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  void Drained() override {
+    if (inFlight_ == 0 && referenced_) {
+      referenced_ = false;
+      Unref();
     }
   }
 
@@ -160,7 +166,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
   }
 
   void Track(Batch* batch) {
-    if (inFlight_ == 0) Ref();  // a running engine must outlive its JS handle
+    // A running engine must outlive its JS handle.
+    if (!referenced_) {
+      referenced_ = true;
+      Ref();
+    }
     inFlight_ += batch->requests.size();
   }
 
@@ -295,6 +305,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
   EngineOptions options_;
   const char* kind_ = "";
   size_t inFlight_ = 0;
+  bool referenced_ = false;
 };
 
 Napi::FunctionReference* EngineConstructor(Napi::Env env) {

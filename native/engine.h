@@ -43,6 +43,10 @@ class CompletionSink {
  public:
   virtual ~CompletionSink() = default;
   virtual void Complete(Request* request) = 0;
+  // Called after a round of Complete() calls, as the engine's last act in
+  // that callback: the sink may let go of the engine here, never inside
+  // Complete(), where the engine is still walking its list.
+  virtual void Drained() = 0;
 };
 
 class Engine {

@@ -131,6 +131,7 @@ class ThreadEngine : public Engine {
     outstanding_ -= done.size();
     if (outstanding_ == 0 && handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->async));
     for (Request* r : done) sink_->Complete(r);
+    sink_->Drained();
   }
 
   int fd_;

@@ -235,6 +235,7 @@ class UringEngine : public Engine {
       uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
     }
     for (Request* r : done) sink_->Complete(r);
+    sink_->Drained();
   }
 
   int fd_;
