@@ -70,6 +70,13 @@ int FileGeometry(int fd, const struct stat& st, Geometry* g) {
   return 0;
 }
 
+// Only regular files and block devices hold volumes: EISDIR for a
+// directory, ENOTBLK for anything else, 0 for what may be opened.
+int NotAVolume(mode_t mode) {
+  if (S_ISREG(mode) || S_ISBLK(mode)) return 0;
+  return S_ISDIR(mode) ? EISDIR : ENOTBLK;
+}
+
 bool GetBool(Napi::Object flags, const char* name) {
   Napi::Value v = flags.Get(name);
   if (!v.IsBoolean()) throw Napi::TypeError::New(flags.Env(), std::string("open: flags.") + name + " must be a boolean");
@@ -117,7 +124,16 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
       return ErrnoResult(env, err, "open");
     }
   }
-  if (fd < 0) return ErrnoResult(env, errno, "open");
+  if (fd < 0) {
+    int err = errno;
+    // O_DIRECT is refused (EINVAL) by directories and character devices as
+    // by file systems: say what the path is rather than blame the file system.
+    struct stat st;
+    if (err == EINVAL && direct && stat(path.c_str(), &st) == 0 && NotAVolume(st.st_mode) != 0) {
+      err = NotAVolume(st.st_mode);
+    }
+    return ErrnoResult(env, err, "open");
+  }
 
   auto fail = [&](int err, const char* syscall) {
     close(fd);
@@ -138,7 +154,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   } else if (S_ISREG(st.st_mode)) {
     FileGeometry(fd, st, &g);
   } else {
-    return fail(S_ISDIR(st.st_mode) ? EISDIR : ENOTBLK, "open");
+    return fail(NotAVolume(st.st_mode), "open");
   }
 
   Napi::Object result = Napi::Object::New(env);
@@ -155,8 +171,13 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "close: expected a file descriptor");
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  if (fd < 0) throw Napi::RangeError::New(env, "close: file descriptor must be non-negative");
+  // Int32Value() would turn NaN into 0 and 1.5 into 1: closing stdin or
+  // stdout for a bad argument. Only a whole number names a descriptor.
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int>(d))) {
+    throw Napi::RangeError::New(env, "close: file descriptor must be a non-negative integer");
+  }
+  int fd = static_cast<int>(d);
   // close() releases the flock with the last descriptor of the open file.
   if (close(fd) != 0 && errno != EINTR) return Napi::Number::New(env, -errno);
   return Napi::Number::New(env, 0);

@@ -130,8 +130,11 @@ class ThreadEngine : public Engine {
     }
     outstanding_ -= done.size();
     if (outstanding_ == 0 && handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->async));
-    for (Request* r : done) sink_->Complete(r);
-    sink_->Drained();
+    // The sink's callbacks may close the engine, which deletes this object:
+    // from here on, touch only locals.
+    CompletionSink* sink = sink_;
+    for (Request* r : done) sink->Complete(r);
+    sink->Drained();
   }
 
   int fd_;

@@ -234,8 +234,11 @@ class UringEngine : public Engine {
     if (queued_.empty() && running_ == 0 && failed_.empty() && handle_ != nullptr) {
       uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
     }
-    for (Request* r : done) sink_->Complete(r);
-    sink_->Drained();
+    // The sink's callbacks may close the engine, which deletes this object:
+    // from here on, touch only locals.
+    CompletionSink* sink = sink_;
+    for (Request* r : done) sink->Complete(r);
+    sink->Drained();
   }
 
   int fd_;

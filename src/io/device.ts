@@ -103,8 +103,15 @@ export class Device implements BlockIo {
   }
 
   submit(requests: readonly IoRequest[]): Promise<IoResult[]> {
-    this.checkOpen();
-    const nativeRequests = toNative(requests);
+    // Every refusal rejects, as the addon's own checks do inside track(): a
+    // caller never needs both a try and a catch().
+    let nativeRequests: NativeRequest[];
+    try {
+      if (this.closing) throw this.closedError();
+      nativeRequests = toNative(requests);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (nativeRequests.length === 0) return Promise.resolve([]);
     return this.track<IoResult[]>((resolve) =>
       this.io.submit(nativeRequests, (raw) => {
@@ -133,7 +140,7 @@ export class Device implements BlockIo {
   }
 
   flush(): Promise<void> {
-    this.checkOpen();
+    if (this.closing) return Promise.reject(this.closedError());
     if (this.geometry.readOnly) return Promise.reject(new BlockforkError('ERR_READ_ONLY', `device '${this.path}' is open read-only`));
     return this.track<number>((resolve) => this.io.flush(resolve)).then((result) => {
       if (result < 0) throw systemError(result, 'fdatasync', this.path);
@@ -179,8 +186,8 @@ export class Device implements BlockIo {
     }
   }
 
-  private checkOpen(): void {
-    if (this.closing) throw new BlockforkError('ERR_DEVICE_CLOSED', `device '${this.path}' is closed`);
+  private closedError(): BlockforkError {
+    return new BlockforkError('ERR_DEVICE_CLOSED', `device '${this.path}' is closed`);
   }
 }
 
@@ -191,7 +198,8 @@ function toNative(requests: readonly IoRequest[]): NativeRequest[] {
     const r = requests[i];
     if (typeof r !== 'object' || r === null) throw new TypeError(`request ${i} must be an object, got ${describe(r)}`);
     if (r.op !== 'read' && r.op !== 'write') throw new TypeError(`request ${i}: op must be 'read' or 'write', got ${describe(r.op)}`);
-    out[i] = { op: r.op === 'read' ? 0 : 1, offset: r.offset, buffers: r.buffers, dsync: r.dsync === true };
+    // dsync goes through as given: the addon refuses anything but a boolean.
+    out[i] = { op: r.op === 'read' ? 0 : 1, offset: r.offset, buffers: r.buffers, dsync: r.dsync ?? false };
   }
   return out;
 }
