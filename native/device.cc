@@ -103,7 +103,9 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   }
 
   int accessFlags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  int openFlags = accessFlags | (direct ? O_DIRECT : 0);
+  // O_NONBLOCK only so that a FIFO opened for reading cannot hang the JS
+  // thread in open(); it is cleared once the path is known to be a volume.
+  int openFlags = accessFlags | (direct ? O_DIRECT : 0) | O_NONBLOCK;
   bool created = false;
   int fd = open(path.c_str(), openFlags);
   if (fd < 0 && errno == ENOENT && create && size > 0) {
@@ -141,20 +143,21 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     return ErrnoResult(env, err, syscall);
   };
 
+  struct stat st;
+  if (fstat(fd, &st) != 0) return fail(errno, "fstat");
+  if (NotAVolume(st.st_mode) != 0) return fail(NotAVolume(st.st_mode), "open");
+  if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) return fail(errno, "fcntl");
+
   // Two writers on one volume would corrupt it; readers may share.
   if (flock(fd, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) return fail(errno, "flock");
 
-  struct stat st;
-  if (fstat(fd, &st) != 0) return fail(errno, "fstat");
   Geometry g;
   if (S_ISBLK(st.st_mode)) {
     const char* syscall = "ioctl";
     int r = BlockDeviceGeometry(fd, &g, &syscall);
     if (r < 0) return fail(-r, syscall);
-  } else if (S_ISREG(st.st_mode)) {
-    FileGeometry(fd, st, &g);
   } else {
-    return fail(NotAVolume(st.st_mode), "open");
+    FileGeometry(fd, st, &g);
   }
 
   Napi::Object result = Napi::Object::New(env);

@@ -353,6 +353,18 @@ describe('Device on regular files', () => {
         });
       }
     });
+
+    it('ENOTBLK on a FIFO, without hanging in open() for a reader that never comes', async () => {
+      const fifo = scratch.file('not-a-volume.fifo');
+      execFileSync('mkfifo', [fifo]);
+      for (const readOnly of [true, false]) {
+        await assert.rejects(Device.open(fifo, { readOnly }), {
+          code: 'ENOTBLK',
+          syscall: 'open',
+          path: fifo,
+        });
+      }
+    });
   });
 
   describe('closing', () => {
