@@ -1,0 +1,108 @@
+import { native } from '../native';
+import { Device, type EngineKind } from '../io/device';
+import { systemError } from '../io/errors';
+import type { IoRequest } from '../io/request';
+import { Slab } from '../io/slab';
+import { Prng } from './prng';
+import type { Measurement, Subject, Target } from './subject';
+import { offsetSource, requestCount, type Workload } from './workloads';
+
+/**
+ * The raw engines (io_uring, thread pool) through `Device`, with no cache:
+ * the floor that everything above them is measured against.
+ *
+ * How the hot loop keeps the engine busy without measuring JavaScript:
+ * the engine queues requests beyond its queue depth and refills its ring
+ * from each completion before any JS runs, so batches larger than the depth
+ * keep it full on their own. A batch costs JS time to build and to validate
+ * (the addon checks every request synchronously in `submit`), and the ring is
+ * not reaped meanwhile; one batch of the whole pass would leave the device
+ * idle for that whole time at the start. So the pass goes out in batches of
+ * BATCH_DEPTHS × queue depth requests, two outstanding: while one is being
+ * refilled and submitted, the other holds enough queued requests to keep the
+ * ring full. Request objects, their arrays and the buffers are allocated
+ * before the clock starts and reused; the loop only writes new offsets.
+ *
+ * Latency is not measured here: a batch reports its completions together, so
+ * a request's own completion time is not observable from JS (see the bench
+ * report for the native change that would give it).
+ */
+const BATCH_DEPTHS = 4;
+const BATCHES_IN_FLIGHT = 2;
+
+interface WriteRequest extends IoRequest {
+  offset: number;
+}
+
+export function rawEngineSubject(engine: EngineKind): Subject {
+  const probe = engine === 'io_uring' ? native.probeIoUring() : 0;
+  return {
+    name: engine,
+    unavailable: probe < 0 ? `io_uring unavailable here (${systemError(probe, 'io_uring_setup').code})` : undefined,
+    run: (workload, target) => runRaw(workload, target, engine),
+  };
+}
+
+/** One pass of `workload` over the target's region through `engine`. */
+export async function runRaw(workload: Workload, target: Target, engine: EngineKind | 'auto'): Promise<Measurement> {
+  const total = requestCount(workload, target.region);
+  const slab = Slab.alloc(workload.blockSize, workload.queueDepth);
+  try {
+    fillWithNoise(slab, target.seed);
+    const device = await Device.open(target.path, { engine, queueDepth: workload.queueDepth });
+    let seconds: number;
+    try {
+      seconds = await drive(device, workload, target, slab, total);
+    } finally {
+      await device.close();
+    }
+    return { bytesPerSecond: (total * workload.blockSize) / seconds, iops: total / seconds };
+  } finally {
+    slab.release();
+  }
+}
+
+/**
+ * Data that no layer below can compress or skip as zeroes (thin provisioning,
+ * compressing controllers), as fio's own buffers are.
+ */
+function fillWithNoise(slab: Slab, seed: number): void {
+  const words = new Uint32Array(slab.memory);
+  const prng = new Prng(seed ^ 0x9e3779b9);
+  for (let i = 0; i < words.length; i++) words[i] = prng.next32();
+}
+
+/** Runs the pass; resolves with its duration in seconds, first submission to last completion. */
+function drive(device: Device, workload: Workload, target: Target, slab: Slab, total: number): Promise<number> {
+  const depth = workload.queueDepth;
+  const nextOffset = offsetSource(workload, target.region, target.seed);
+  const buffers = Array.from({ length: depth }, (_, i) => [slab.page(i)]);
+  const batchSize = Math.min(total, depth * BATCH_DEPTHS);
+  const batches = Array.from({ length: BATCHES_IN_FLIGHT }, () =>
+    Array.from({ length: batchSize }, (_, i): WriteRequest => ({ op: 'write', offset: 0, buffers: buffers[i % depth] })),
+  );
+  return new Promise<number>((resolve, reject) => {
+    let issued = 0;
+    let completed = 0;
+    let failed = false;
+    const start = process.hrtime.bigint();
+    const issue = (batch: WriteRequest[]): void => {
+      const count = Math.min(batch.length, total - issued);
+      batch.length = count;
+      for (let i = 0; i < count; i++) batch[i].offset = nextOffset();
+      issued += count;
+      device.run(batch).then(
+        () => {
+          completed += count;
+          if (completed === total) resolve(Number(process.hrtime.bigint() - start) / 1e9);
+          else if (issued < total && !failed) issue(batch);
+        },
+        (error: unknown) => {
+          failed = true;
+          reject(error);
+        },
+      );
+    };
+    for (const batch of batches) if (issued < total) issue(batch);
+  });
+}
