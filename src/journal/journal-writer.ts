@@ -1,0 +1,291 @@
+/**
+ * The journal's write side: appends deltas to the log ring, and checkpoints.
+ *
+ *   tail ──────────── used ─────────────► head ───── free ─────► tail + logBlocks
+ *   (superblock's replayPosition)         (next delta's descriptor)
+ *
+ * Positions only grow. `tail` moves only after a checkpoint superblock is
+ * durable, so the log space of a delta is reused only once no replay could
+ * start before it: replay from a stale checkpoint must find every delta
+ * after it intact, or it would rewrite older images over newer home blocks.
+ *
+ * One append at a time, in delta order: its descriptor, images and commit
+ * record go out in one batch, then one flush. The commit record is not
+ * ordered before the images by a flush of its own; instead it carries the
+ * descriptor's checksum, which carries every image's, and replay checks them
+ * all. A power cut that keeps the commit record and loses an image leaves a
+ * delta that fails its checksums: it is ignored, and it was not acknowledged
+ * (the flush had not returned). One flush per delta, as `fio --fsync=1` pays.
+ */
+import { describe } from '../io/describe';
+import { BlockforkError } from '../io/errors';
+import type { BlockIo, IoRequest } from '../io/request';
+import type { Slab } from '../io/slab';
+import { allocBlocks } from './block-memory';
+import { crc32c } from './crc32c';
+import type { DeltaJournal, LogPressure, LogSpace } from './delta-journal';
+import { homeRequests, type JournalBlock } from './home-area';
+import { LogRing } from './log-ring';
+import { descriptorBlocks, encodeCommit, encodeDescriptor, logBlocksFor, maxDeltaBlocks } from './log-record';
+import { replayJournal, type JournalReport } from './replay';
+import { writeSuperblock, type Superblock } from './superblock';
+
+export interface OpenedJournal {
+  readonly journal: JournalWriter;
+  /** What replay found and did. */
+  readonly report: JournalReport;
+}
+
+interface Logged {
+  readonly delta: number;
+  /** Log position just after its commit record. */
+  readonly end: number;
+}
+
+export class JournalWriter implements DeltaJournal {
+  onPressure: ((pressure: LogPressure) => void) | undefined;
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly maxDeltaBlocks: number;
+
+  private superblock: Superblock;
+  private readonly ring: LogRing;
+  private head: number;
+  private tail: number;
+  /** Highest delta handed to appendDelta (maybe still queued). */
+  private queuedDelta: number;
+  private durableDelta: number;
+  /** Logged deltas not yet checkpointed, oldest first. */
+  private readonly logged: Logged[] = [];
+  private appends: Promise<void> = Promise.resolve();
+  private checkpoints: Promise<void> = Promise.resolve();
+  private wanted = 0;
+  private wakeAppend: (() => void) | undefined;
+  /** Descriptor and commit record pages of the append under way (appends are serial). */
+  private scratch: Slab | undefined;
+  private failed: Error | undefined;
+  private closing: Promise<void> | undefined;
+
+  /**
+   * `superblock` must be the one in force with an empty log after it (just
+   * formatted, or just replayed): use JournalWriter.open on an existing volume.
+   */
+  constructor(
+    private readonly io: BlockIo,
+    superblock: Superblock,
+  ) {
+    this.superblock = superblock;
+    this.blockSize = superblock.blockSize;
+    this.blockCount = superblock.blockCount;
+    this.maxDeltaBlocks = maxDeltaBlocks(superblock.logBlocks, superblock.blockSize);
+    this.ring = new LogRing(superblock.logStart, superblock.logBlocks, superblock.blockSize);
+    this.head = this.tail = superblock.replayPosition;
+    this.queuedDelta = this.durableDelta = superblock.checkpointDelta;
+  }
+
+  /** Replays the volume's log onto the device, then returns a writer positioned after it. */
+  static async open(io: BlockIo): Promise<OpenedJournal> {
+    const { report, superblock } = await replayJournal(io);
+    return { journal: new JournalWriter(io, superblock), report };
+  }
+
+  get checkpointedDelta(): number {
+    return this.superblock.checkpointDelta;
+  }
+
+  get lastDurableDelta(): number {
+    return this.durableDelta;
+  }
+
+  get failure(): Error | undefined {
+    return this.failed;
+  }
+
+  space(): LogSpace {
+    const used = this.head - this.tail;
+    return { capacity: this.superblock.logBlocks, used, free: this.superblock.logBlocks - used, wanted: this.wanted };
+  }
+
+  checkDeltaSize(delta: number, count: number): void {
+    if (count > this.maxDeltaBlocks) {
+      throw new BlockforkError(
+        'ERR_DELTA_TOO_LARGE',
+        `delta ${delta} has ${count} blocks and needs ${logBlocksFor(count, this.blockSize)} log blocks, but the log holds ${this.superblock.logBlocks} ` +
+          `(at most ${this.maxDeltaBlocks} blocks per delta): commit more often, or format the volume with a larger log`,
+      );
+    }
+  }
+
+  appendDelta(delta: number, blocks: readonly JournalBlock[]): Promise<void> {
+    try {
+      this.checkUsable();
+      this.checkAppend(delta, blocks);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.queuedDelta = delta;
+    // The images are frozen: their checksums can be taken now, while an earlier append waits on the device.
+    const homes = blocks.map((b) => b.home);
+    const checksums = blocks.map((b) => crc32c(b.image));
+    const images = blocks.map((b) => b.image);
+    const run = this.appends.then(() => this.append(delta, homes, checksums, images));
+    this.appends = run.catch(() => undefined);
+    return run;
+  }
+
+  homeRequests(blocks: readonly JournalBlock[]): IoRequest[] {
+    return homeRequests(this.superblock.dataStart, this.blockSize, blocks);
+  }
+
+  async writeHome(blocks: readonly JournalBlock[]): Promise<void> {
+    this.checkUsable();
+    try {
+      await this.io.run(this.homeRequests(blocks));
+    } catch (error) {
+      throw this.fail(error);
+    }
+  }
+
+  checkpoint(delta: number): Promise<void> {
+    try {
+      this.checkUsable();
+      if (!Number.isSafeInteger(delta) || delta < 0) throw new TypeError(`delta must be a non-negative integer, got ${describe(delta)}`);
+      if (delta > this.queuedDelta) {
+        throw new RangeError(`cannot checkpoint delta ${delta}: the last delta appended is ${this.queuedDelta}`);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const run = this.checkpoints.then(() => this.writeCheckpoint(delta));
+    this.checkpoints = run.catch(() => undefined);
+    return run;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.appends;
+      await this.checkpoints;
+      this.scratch?.release();
+      this.scratch = undefined;
+    })();
+    return this.closing;
+  }
+
+  private async append(delta: number, homes: number[], checksums: number[], images: Uint8Array[]): Promise<void> {
+    if (this.failed) throw this.failedError();
+    const B = this.blockSize;
+    const total = logBlocksFor(homes.length, B);
+    await this.waitForSpace(delta, total);
+    const position = this.head;
+    const d = descriptorBlocks(homes.length, B);
+    const scratch = this.scratchPages(d + 1);
+    const descriptor = Buffer.from(scratch.memory, 0, d * B);
+    const commit = Buffer.from(scratch.memory, d * B, B);
+    const volumeId = this.superblock.volumeId;
+    const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, checksums, B, descriptor);
+    encodeCommit({ volumeId, position, delta, count: homes.length, descriptorCrc, totalBlocks: total }, commit);
+    try {
+      await this.io.run(this.ring.requests('write', position, [descriptor, ...images, commit]));
+      await this.io.flush();
+    } catch (error) {
+      throw this.fail(error);
+    }
+    this.head = position + total;
+    this.logged.push({ delta, end: this.head });
+    this.durableDelta = delta;
+  }
+
+  private async waitForSpace(delta: number, needed: number): Promise<void> {
+    while (this.superblock.logBlocks - (this.head - this.tail) < needed) {
+      const freed = new Promise<void>((resolve) => (this.wakeAppend = resolve));
+      this.wanted = needed;
+      this.onPressure?.({ delta, needed, free: this.superblock.logBlocks - (this.head - this.tail), checkpointable: this.durableDelta });
+      await freed;
+      this.wanted = 0;
+      if (this.failed) throw this.failedError();
+    }
+  }
+
+  private async writeCheckpoint(delta: number): Promise<void> {
+    if (this.failed) throw this.failedError();
+    // The append of `delta` may still be queued behind others: a checkpoint names only what is logged.
+    let upto = -1;
+    for (let i = 0; i < this.logged.length && this.logged[i].delta <= delta; i++) upto = i;
+    if (upto < 0) return;
+    const target = this.logged[upto];
+    const next: Superblock = {
+      ...this.superblock,
+      sequence: this.superblock.sequence + 1,
+      checkpointDelta: target.delta,
+      replayPosition: target.end,
+    };
+    try {
+      // Home writes durable before the superblock says so; the superblock durable before its log space is reused.
+      await this.io.flush();
+      await writeSuperblock(this.io, next);
+      await this.io.flush();
+    } catch (error) {
+      throw this.fail(error);
+    }
+    this.superblock = next;
+    this.tail = target.end;
+    this.logged.splice(0, upto + 1);
+    this.wake();
+  }
+
+  private checkAppend(delta: number, blocks: readonly JournalBlock[]): void {
+    if (!Number.isSafeInteger(delta) || delta <= this.queuedDelta) {
+      throw new RangeError(`delta must be an integer greater than ${this.queuedDelta} (deltas are appended in order), got ${describe(delta)}`);
+    }
+    if (!Array.isArray(blocks)) throw new TypeError(`blocks must be an array, got ${describe(blocks)}`);
+    this.checkDeltaSize(delta, blocks.length);
+    let previous = -1;
+    for (let i = 0; i < blocks.length; i++) {
+      const b: unknown = blocks[i];
+      if (typeof b !== 'object' || b === null) throw new TypeError(`blocks[${i}] must be { home, image }, got ${describe(b)}`);
+      const { home, image } = b as JournalBlock;
+      if (!Number.isSafeInteger(home) || home < 0 || home >= this.blockCount) {
+        throw new RangeError(`blocks[${i}].home must be an integer from 0 to ${this.blockCount - 1}, got ${describe(home)}`);
+      }
+      if (home <= previous) throw new RangeError(`blocks must be sorted by strictly ascending home: blocks[${i}].home ${home} follows ${previous}`);
+      previous = home;
+      if (!(image instanceof Uint8Array) || image.byteLength !== this.blockSize) {
+        throw new TypeError(`blocks[${i}].image must be a Uint8Array of ${this.blockSize} bytes, got ${describe(image)}`);
+      }
+    }
+  }
+
+  private checkUsable(): void {
+    if (this.closing) throw new BlockforkError('ERR_JOURNAL_CLOSED', `the journal of '${this.io.path}' is closed`);
+    if (this.failed) throw this.failedError();
+  }
+
+  private scratchPages(pages: number): Slab {
+    if (this.scratch === undefined || this.scratch.pageCount < pages) {
+      this.scratch?.release();
+      this.scratch = allocBlocks(this.blockSize, pages);
+    }
+    return this.scratch;
+  }
+
+  /** The first failure is thrown as it came (a system error); later calls get ERR_JOURNAL_FAILED. */
+  private fail(error: unknown): unknown {
+    this.failed ??= error instanceof Error ? error : new Error(String(error));
+    this.wake();
+    return error;
+  }
+
+  private failedError(): BlockforkError {
+    return new BlockforkError(
+      'ERR_JOURNAL_FAILED',
+      `the journal of '${this.io.path}' failed (${this.failed!.message}); nothing after it is acknowledged: reopen the volume to replay`,
+      { cause: this.failed },
+    );
+  }
+
+  private wake(): void {
+    const wake = this.wakeAppend;
+    this.wakeAppend = undefined;
+    wake?.();
+  }
+}

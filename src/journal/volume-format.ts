@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { describe } from '../io/describe';
+import { BlockforkError } from '../io/errors';
+import type { BlockIo } from '../io/request';
+import {
+  FORMAT_VERSION,
+  LOG_START,
+  MAX_BLOCK_SIZE,
+  MIN_BLOCK_SIZE,
+  readSuperblock,
+  writeSuperblock,
+  type Superblock,
+} from './superblock';
+
+export interface FormatOptions {
+  /** A power of two from 512 to 65536, and a multiple of the device's sector size. */
+  blockSize: number;
+  /** Blocks in the log ring; default: an eighth of the device, at most 64 MiB, at least MIN_LOG_BLOCKS. */
+  logBlocks?: number;
+  /**
+   * Formatting is never silent: a device that already holds a valid
+   * blockfork superblock is refused (ERR_VOLUME_EXISTS) unless this is true.
+   * Whether to format a device that holds something else is the caller's
+   * decision, made before calling (`open` with `format: true`, or
+   * `blockfork format`).
+   */
+  overwrite?: boolean;
+}
+
+/** Small enough for tests of the ring's wrap-around, large enough for a delta of a few blocks. */
+export const MIN_LOG_BLOCKS = 8;
+const DEFAULT_LOG_BYTES_MAX = 64 << 20;
+
+export interface Layout {
+  readonly logStart: number;
+  readonly logBlocks: number;
+  readonly dataStart: number;
+  readonly blockCount: number;
+}
+
+/** Where the log and data area go on a device of `deviceSize` bytes. Throws RangeError naming what does not fit. */
+export function planLayout(deviceSize: number, blockSize: number, logBlocks?: number): Layout {
+  const total = Math.floor(deviceSize / blockSize);
+  const log = logBlocks ?? Math.max(MIN_LOG_BLOCKS, Math.min(Math.floor(total / 8), Math.floor(DEFAULT_LOG_BYTES_MAX / blockSize)));
+  if (!Number.isSafeInteger(log) || log < MIN_LOG_BLOCKS) {
+    throw new RangeError(`logBlocks must be an integer of at least ${MIN_LOG_BLOCKS}, got ${describe(logBlocks)}`);
+  }
+  const dataStart = LOG_START + log;
+  if (total <= dataStart) {
+    throw new RangeError(
+      `a device of ${deviceSize} bytes has ${total} blocks of ${blockSize}: too few for 2 superblocks, a log of ${log} blocks and any data`,
+    );
+  }
+  return { logStart: LOG_START, logBlocks: log, dataStart, blockCount: total - dataStart };
+}
+
+/**
+ * Formats `io` as a journaled volume: both superblock copies (sequence 1 in
+ * copy 1, sequence 2 in copy 0, identical otherwise), then a flush. The log
+ * is not cleared: the new random volume id makes every record already there
+ * foreign, and replay starts at position 0 of the new id.
+ */
+export async function formatVolume(io: BlockIo, options: FormatOptions): Promise<Superblock> {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+  const { blockSize } = options;
+  if (!Number.isInteger(blockSize) || blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
+    throw new RangeError(`blockSize must be a power of two from ${MIN_BLOCK_SIZE} to ${MAX_BLOCK_SIZE}, got ${describe(blockSize)}`);
+  }
+  const { geometry } = io;
+  if (blockSize % geometry.logicalSectorSize !== 0) {
+    throw new RangeError(`blockSize ${blockSize} is not a multiple of the sector size ${geometry.logicalSectorSize} of '${io.path}'`);
+  }
+  if (options.overwrite !== undefined && typeof options.overwrite !== 'boolean') {
+    throw new TypeError(`overwrite must be a boolean, got ${describe(options.overwrite)}`);
+  }
+  const layout = planLayout(geometry.size, blockSize, options.logBlocks);
+  if (options.overwrite !== true) {
+    // Only "there is no valid volume" lets the format go on; an I/O error must not.
+    const existing = await readSuperblock(io).then(
+      (found) => found.superblock,
+      (error: unknown) => {
+        if (error instanceof BlockforkError) return undefined;
+        throw error;
+      },
+    );
+    if (existing !== undefined) {
+      throw new BlockforkError(
+        'ERR_VOLUME_EXISTS',
+        `'${io.path}' already holds a blockfork volume (block size ${existing.blockSize}, ${existing.blockCount} data blocks); pass overwrite: true to format it anew`,
+      );
+    }
+  }
+  const base: Superblock = {
+    version: FORMAT_VERSION,
+    sequence: 1,
+    volumeId: randomBytes(8).readBigUInt64LE(0),
+    blockSize,
+    sectorSize: geometry.logicalSectorSize,
+    deviceSize: geometry.size,
+    ...layout,
+    checkpointDelta: 0,
+    replayPosition: 0,
+  };
+  await writeSuperblock(io, base);
+  const current: Superblock = { ...base, sequence: 2 };
+  await writeSuperblock(io, current);
+  await io.flush();
+  return current;
+}

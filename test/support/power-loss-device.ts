@@ -1,0 +1,182 @@
+/**
+ * A fault-injection double for power loss, after SQLite's crash-test VFS and
+ * CrashMonkey: it wraps a real device, lets every request through, and
+ * records each write (a copy of its bytes) and each flush, in order. From
+ * that trace it builds, offline, the bytes the device could hold after the
+ * power failed at any point of the run:
+ *
+ *   - every write covered by a completed flush is there;
+ *   - of the writes since (not covered by a flush), a random subset is
+ *     there, applied in a random order (the disk may reorder);
+ *   - one more of them is torn: only a random subset of its sectors landed.
+ *
+ * Writes with `dsync` are treated like any other (possibly lost until a
+ * flush): stricter than a real device, which the journal does not rely on.
+ * One recorded run thus yields as many crash states as a test asks for.
+ */
+import type { Geometry } from '../../src/io/geometry';
+import type { BlockIo, IoRequest, IoResult } from '../../src/io/request';
+import { Slab } from '../../src/io/slab';
+
+interface WriteEvent {
+  readonly kind: 'write';
+  readonly id: number;
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+interface FlushEvent {
+  readonly kind: 'flush';
+  /** Writes that had completed when the flush was issued: durable once it returned. */
+  readonly durable: readonly number[];
+}
+
+/** A point of the workload's own (an acknowledged delta, say), to know what a crash there must preserve. */
+interface MarkEvent {
+  readonly kind: 'mark';
+  readonly label: string;
+  readonly value: number;
+}
+
+export type PowerLossEvent = WriteEvent | FlushEvent | MarkEvent;
+
+export type Random = () => number;
+
+/** mulberry32: a small seeded generator, so that a failing crash state can be rebuilt from its seed. */
+export function seeded(seed: number): Random {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class PowerLossDevice implements BlockIo {
+  readonly events: PowerLossEvent[] = [];
+  private nextId = 0;
+  private readonly completed = new Set<number>();
+
+  private constructor(
+    private readonly inner: BlockIo,
+    /** The device's bytes when recording began: all durable. */
+    readonly initial: Uint8Array,
+  ) {}
+
+  /** Reads the whole device (keep it small) as the durable starting state. */
+  static async wrap(inner: BlockIo): Promise<PowerLossDevice> {
+    const size = inner.geometry.size;
+    const slab = Slab.alloc(4096, Math.ceil(size / 4096));
+    const all = Buffer.from(slab.memory, 0, size);
+    await inner.run([{ op: 'read', offset: 0, buffers: [all] }]);
+    const initial = Buffer.from(all);
+    slab.release();
+    return new PowerLossDevice(inner, initial);
+  }
+
+  get path(): string {
+    return this.inner.path;
+  }
+
+  get geometry(): Geometry {
+    return this.inner.geometry;
+  }
+
+  mark(label: string, value: number): void {
+    this.events.push({ kind: 'mark', label, value });
+  }
+
+  async submit(requests: readonly IoRequest[]): Promise<IoResult[]> {
+    const ids: (number | undefined)[] = requests.map((r) => {
+      if (r.op !== 'write') return undefined;
+      const id = this.nextId++;
+      this.events.push({ kind: 'write', id, offset: r.offset, data: Buffer.concat(r.buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))) });
+      return id;
+    });
+    const results = await this.inner.submit(requests);
+    results.forEach((result, i) => {
+      const id = ids[i];
+      if (id !== undefined && result.error === undefined) this.completed.add(id);
+    });
+    return results;
+  }
+
+  async run(requests: readonly IoRequest[]): Promise<void> {
+    const results = await this.submit(requests);
+    results.forEach((result, i) => {
+      if (result.error) throw result.error;
+      const expected = requests[i].buffers.reduce((n, b) => n + b.byteLength, 0);
+      if (result.bytes !== expected) throw new Error(`short ${requests[i].op}: ${result.bytes} of ${expected} bytes`);
+    });
+  }
+
+  async flush(): Promise<void> {
+    const durable = [...this.completed];
+    this.completed.clear();
+    await this.inner.flush();
+    this.events.push({ kind: 'flush', durable });
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** Event indexes at which a crash is most telling: just before and just after every flush. */
+  flushBoundaries(): number[] {
+    const points: number[] = [];
+    this.events.forEach((e, i) => {
+      if (e.kind === 'flush') points.push(i, i + 1);
+    });
+    return points;
+  }
+
+  /** The last value of mark `label` among the first `point` events (undefined if none). */
+  lastMark(point: number, label: string): number | undefined {
+    let value: number | undefined;
+    for (let i = 0; i < point; i++) {
+      const e = this.events[i];
+      if (e.kind === 'mark' && e.label === label) value = e.value;
+    }
+    return value;
+  }
+
+  /** The device's bytes after a power cut once the first `point` events had happened. */
+  crashImage(point: number, random: Random): Buffer {
+    const image = Buffer.from(this.initial);
+    const pending = new Map<number, WriteEvent>();
+    for (let i = 0; i < point; i++) {
+      const e = this.events[i];
+      if (e.kind === 'write') pending.set(e.id, e);
+      else if (e.kind === 'flush') {
+        for (const id of e.durable) {
+          const w = pending.get(id);
+          if (w === undefined) continue;
+          image.set(w.data, w.offset);
+          pending.delete(id);
+        }
+      }
+    }
+    const rest = [...pending.values()];
+    shuffle(rest, random);
+    const kept = rest.filter(() => random() < 0.5);
+    const lost = rest.filter((w) => !kept.includes(w));
+    for (const w of kept) image.set(w.data, w.offset);
+    if (lost.length > 0) {
+      const torn = lost[Math.floor(random() * lost.length)];
+      const sector = this.geometry.logicalSectorSize;
+      for (let at = 0; at < torn.data.byteLength; at += sector) {
+        if (random() < 0.5) image.set(torn.data.subarray(at, at + sector), torn.offset + at);
+      }
+    }
+    return image;
+  }
+}
+
+function shuffle<T>(items: T[], random: Random): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+}
