@@ -135,6 +135,21 @@ describe('page slabs', () => {
     }
   });
 
+  it('takes any page count: small pages that do not fill the last system page still get a slab', () => {
+    // 3 pages of 512 bytes are 1536 bytes: mmap needs a whole system page.
+    const slab = Slab.alloc(512, 3);
+    try {
+      assert.equal(slab.pageCount, 3);
+      assert.equal(slab.byteLength % native.pageSize, 0);
+      assert.ok(slab.byteLength >= 3 * 512);
+      slab.page(2).fill(7);
+      assert.ok(slab.page(2).every((b) => b === 7));
+      assert.throws(() => slab.page(3), RangeError);
+    } finally {
+      slab.release();
+    }
+  });
+
   it('refuses bad page sizes, counts and indexes with RangeErrors', () => {
     for (const pageSize of [0, 256, 1000, 3000, 2 << 20, 4096.5, NaN, '4096' as unknown as number]) {
       assert.throws(() => Slab.alloc(pageSize, 1), {

@@ -7,11 +7,18 @@ import { native } from '../native';
  * (napi_adjust_external_memory) so that it weighs it when it collects.
  */
 export class Slab {
+  /** The system's page size: slabs are mmap'd in whole system pages. */
+  static readonly systemPageSize: number = native.pageSize;
+
   readonly memory: ArrayBuffer;
   private released = false;
 
   private constructor(readonly pageSize: number, readonly pageCount: number) {
-    this.memory = native.allocSlab(pageSize * pageCount);
+    // mmap hands out whole system pages: a slab of small pages whose total is not a
+    // multiple of the system page gets the tail of its last system page unused.
+    const bytes = pageSize * pageCount;
+    const system = Slab.systemPageSize;
+    this.memory = native.allocSlab(Math.ceil(bytes / system) * system);
   }
 
   /**

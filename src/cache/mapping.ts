@@ -1,0 +1,120 @@
+import { describe } from '../io/describe';
+import type { IoRequest } from '../io/request';
+import type { Cache } from './cache';
+import { CLEAN, EMPTY } from './page';
+
+/**
+ * Maps a block of a logical mapping to its physical block on the device, or
+ * to HOLE (-1): a hole reads as zeros and must be mapped before a delta that
+ * dirtied it is written. Called when a page is read and when a delta is
+ * written out; it may be async (a file system looks its extents up).
+ */
+export type BlockMap = (block: number) => number | Promise<number>;
+
+export const HOLE = -1;
+
+/**
+ * An address space: a page table from page index to frame, the dirty lists of
+ * its pages (one per delta slot), and `readpage`. The volume mapping is
+ * physical (block i lives at byte i * blockSize); a logical mapping, for a
+ * file or a directory of a file system built on the volume, translates each
+ * block through the user's BlockMap, and is cached as its own address space
+ * over the same device and the same page pool.
+ */
+export class Mapping {
+  /** Page index -> frame. */
+  readonly table = new Map<number, number>();
+  /** Per delta slot: the frames of this mapping dirty in that slot's delta. */
+  readonly dirty: number[][];
+
+  constructor(
+    private readonly cache: Cache,
+    readonly id: number,
+    /** Block indexes run from 0 to blockCount - 1. */
+    readonly blockCount: number,
+    private readonly map: BlockMap | undefined,
+  ) {
+    this.dirty = Array.from({ length: cache.slotCount }, () => []);
+  }
+
+  /** Throws a TypeError or RangeError unless `block` names a block of this mapping. */
+  checkBlock(block: unknown): void {
+    if (typeof block !== 'number') throw new TypeError(`block must be a number, got ${describe(block)}`);
+    if (!Number.isSafeInteger(block) || block < 0 || block >= this.blockCount) {
+      throw new RangeError(`block must be an integer from 0 to ${this.blockCount - 1}, got ${describe(block)}`);
+    }
+  }
+
+  /** The physical block of `block`, or HOLE. */
+  physical(block: number): number | Promise<number> {
+    if (this.map === undefined) return block;
+    return this.translate(block);
+  }
+
+  /**
+   * Brings every EMPTY block of a page up to date: contiguous blocks in one
+   * request, all of them in one batch; holes and blocks past the end of the
+   * device become zeros without I/O. The caller holds the page lock: no one
+   * else moves these blocks out of EMPTY, and no fork copies the page while
+   * the read is landing in it.
+   */
+  async readpage(frame: number, pageIndex: number): Promise<void> {
+    const { pages, pool, blockSize } = this.cache;
+    const perPage = pages.perPage;
+    const base = frame * perPage;
+    const first = pageIndex * perPage;
+    const requests: IoRequest[] = [];
+    const reading: number[] = [];
+    let runStart = 0;
+    let runPhysical = HOLE;
+    let runLength = 0;
+    const endRun = (): void => {
+      if (runLength === 0) return;
+      requests.push({
+        op: 'read',
+        offset: runPhysical * blockSize,
+        buffers: [pool.view(frame, runStart * blockSize, runLength * blockSize)],
+      });
+      runLength = 0;
+    };
+    for (let b = 0; b < perPage; b++) {
+      if (pages.states[base + b] !== EMPTY) {
+        endRun();
+        continue;
+      }
+      const block = first + b;
+      const physical = block >= this.blockCount ? HOLE : this.map === undefined ? block : await this.translate(block);
+      if (physical === HOLE) {
+        endRun();
+        pool.view(frame, b * blockSize, blockSize).fill(0);
+        pages.states[base + b] = CLEAN;
+        continue;
+      }
+      if (runLength > 0 && physical === runPhysical + runLength) {
+        runLength++;
+      } else {
+        endRun();
+        runStart = b;
+        runPhysical = physical;
+        runLength = 1;
+      }
+      reading.push(b);
+    }
+    endRun();
+    if (requests.length === 0) return;
+    await this.cache.device.run(requests);
+    for (const b of reading) pages.states[base + b] = CLEAN;
+    this.cache.counters.pagesRead++;
+  }
+
+  private async translate(block: number): Promise<number> {
+    const physical = await (this.map as BlockMap)(block);
+    if (physical !== HOLE && !(Number.isSafeInteger(physical) && physical >= 0 && physical < this.cache.deviceBlocks)) {
+      throw new RangeError(
+        `block map of mapping ${this.id} returned ${describe(physical)} for block ${block}: ` +
+          `expected -1 (a hole) or an integer from 0 to ${this.cache.deviceBlocks - 1}`,
+      );
+    }
+    return physical;
+  }
+}

@@ -1,0 +1,99 @@
+import { BlockHandle } from '../cache/handle';
+import type { Mapping } from '../cache/mapping';
+import { describe } from '../io/describe';
+import { BlockforkError } from '../io/errors';
+import type { Delta } from './delta';
+import { blockdirty, type Writer } from './fork';
+import type { Deltas } from './transition';
+
+/** The error of a change used after its end: a caller's mistake, like a bad argument. */
+function changeEnded(): TypeError {
+  return Object.assign(new TypeError('this change has ended: a tx may be used only until its change() callback settles'), {
+    code: 'ERR_CHANGE_ENDED',
+  });
+}
+
+/** The error with which a failed volume refuses changes; the write or flush error is its cause. */
+export function volumeFailed(cause: Error): BlockforkError {
+  return new BlockforkError('ERR_VOLUME_FAILED', `the volume failed (${cause.message}); reopen it to write again`, { cause });
+}
+
+/**
+ * One change (the `tx` of `vol.change(async (tx) => ...)`): it holds the
+ * delta lock shared from start to end, so all it dirties lands in one delta.
+ * It may be used only until the callback settles; an operation still waiting
+ * then (not awaited by the callback) rejects rather than dirty a block in a
+ * delta that may have closed.
+ *
+ * Changes in the same delta are not isolated from each other: they share the
+ * cache, and the last write of a block wins. A change that throws keeps its
+ * writes (ordered mode has no rollback).
+ */
+export class Change implements Writer {
+  private live = true;
+
+  constructor(
+    private readonly deltas: Deltas,
+    readonly delta: Delta,
+  ) {}
+
+  /**
+   * A writable view of the block, dirty in this change's delta (read from
+   * the device first if it is not cached). Valid until the change ends.
+   */
+  write(block: number, mapping?: Mapping): Promise<Buffer> {
+    return this.dirty(block, mapping, false);
+  }
+
+  /**
+   * A writable, zero-filled view of the block, dirty in this change's delta,
+   * without reading it: for writes that replace the whole block. Valid until
+   * the change ends.
+   */
+  overwrite(block: number, mapping?: Mapping): Promise<Buffer> {
+    return this.dirty(block, mapping, true);
+  }
+
+  /**
+   * The block as the cache holds it now, as a copy: writing to it changes
+   * nothing, so no frozen image can be reached through it (G1).
+   */
+  read(block: number, mapping?: Mapping): Promise<Buffer> {
+    try {
+      if (!this.live) throw changeEnded();
+      const target = this.deltas.cache.target(mapping);
+      target.checkBlock(block);
+      return Promise.resolve(this.deltas.cache.copyOut(target, block));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** The lower layer's blockdirty: `write` for the block a handle holds. */
+  blockdirty(handle: BlockHandle): Promise<Buffer> {
+    if (!(handle instanceof BlockHandle)) return Promise.reject(new TypeError(`handle must be a BlockHandle, got ${describe(handle)}`));
+    return this.dirty(handle.block, handle.mapping, false);
+  }
+
+  check(): void {
+    if (!this.live) throw changeEnded();
+    const failure = this.deltas.failure;
+    if (failure) throw volumeFailed(failure);
+  }
+
+  /** Called by the volume when the callback has settled. */
+  end(): void {
+    this.live = false;
+  }
+
+  private dirty(block: number, mapping: Mapping | undefined, overwrite: boolean): Promise<Buffer> {
+    try {
+      this.check();
+      const target = this.deltas.cache.target(mapping);
+      target.checkBlock(block);
+      return Promise.resolve(blockdirty(this.deltas, this, target, block, overwrite));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+}

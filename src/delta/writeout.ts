@@ -1,0 +1,153 @@
+import { performance } from 'node:perf_hooks';
+import type { Cache } from '../cache/cache';
+import { HOLE } from '../cache/mapping';
+import { dirtyIn } from '../cache/page';
+import { BlockforkError } from '../io/errors';
+import type { IoRequest } from '../io/request';
+import type { Delta } from './delta';
+
+/** One request carries at most this much: big enough for full-speed streaming, small enough to keep the queue busy. */
+const MAX_RUN_BYTES = 1 << 20;
+/** Linux's IOV_MAX: buffers one preadv/pwritev takes. */
+const MAX_IOVECS = 1024;
+
+/** A dirty block of a closed delta: its physical (home) block, and its image in page memory. */
+export interface DirtyBlock {
+  readonly home: number;
+  readonly image: Uint8Array;
+}
+
+/**
+ * Where the journal (`journal: true`, issue 4) slots into the writeout:
+ * given the delta's blocks sorted by home, it writes their images and a
+ * commit record to the log and flushes, before any home write, so that
+ * replay can finish a delta whose home writes a crash cut short. The images
+ * do not change until the home writes complete (they are frozen pages, or
+ * pages the front end forks before writing).
+ */
+export interface JournalStage {
+  log(delta: number, blocks: readonly DirtyBlock[]): Promise<void>;
+}
+
+export interface WriteoutCounters {
+  deltasCommitted: number;
+  bytesWritten: number;
+  /** Time from a delta's writeout start to its durability, summed. */
+  writeoutMs: number;
+}
+
+/**
+ * The writeout of one closed delta, in the order its states (delta.ts) name:
+ *
+ *   1. wait until the earlier delta's home writes have completed;
+ *   2. collect: map each dirty block to its physical block, sort, coalesce
+ *      contiguous blocks into runs, each a vectored write;
+ *   3. the journal stage, if any;
+ *   4. home writes: every run in one batch (the engine keeps its queue full);
+ *   5. written: blocks CLEAN, frozen pages freed, slot free;
+ *   6. flush, then wait for the earlier delta to be durable;
+ *   7. durable.
+ *
+ * It never rejects: a failure (its own, or the earlier delta's) fails the
+ * delta with the error.
+ */
+export async function writeout(
+  delta: Delta,
+  previous: Delta | undefined,
+  cache: Cache,
+  counters: WriteoutCounters,
+  journal: JournalStage | undefined,
+): Promise<void> {
+  const start = performance.now();
+  try {
+    delta.state = 'writing';
+    if (previous) await previous.written;
+    const blocks = await collect(delta, cache);
+    if (journal && blocks.length > 0) await journal.log(delta.number, blocks);
+    const requests = runs(blocks, cache.blockSize);
+    if (requests.length > 0) await cache.device.run(requests);
+    for (const mapping of delta.mappings) cache.written(mapping, delta.slot);
+    delta.markWritten();
+    counters.bytesWritten += blocks.length * cache.blockSize;
+    if (requests.length > 0) await cache.device.flush();
+    if (previous) await previous.durable;
+    counters.deltasCommitted++;
+    counters.writeoutMs += performance.now() - start;
+    delta.markDurable();
+  } catch (error) {
+    delta.fail(error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/** The delta's dirty blocks, mapped to their homes and sorted by them. */
+async function collect(delta: Delta, cache: Cache): Promise<DirtyBlock[]> {
+  const { pages, perPage } = cache;
+  const state = dirtyIn(delta.slot);
+  const blocks: DirtyBlock[] = [];
+  for (const mapping of delta.mappings) {
+    for (const frame of mapping.dirty[delta.slot]) {
+      const base = frame * perPage;
+      const first = pages.index[frame] * perPage;
+      for (let b = 0; b < perPage; b++) {
+        if (pages.states[base + b] !== state) continue;
+        let home = mapping.physical(first + b);
+        if (typeof home !== 'number') home = await home;
+        if (home === HOLE) {
+          throw new BlockforkError('ERR_UNMAPPED_BLOCK', `block ${first + b} of mapping ${mapping.id} is dirty but its block map gives a hole`);
+        }
+        blocks.push({ home, image: cache.view(frame, b) });
+      }
+    }
+  }
+  blocks.sort((a, b) => a.home - b.home);
+  for (let i = 1; i < blocks.length; i++) {
+    if (blocks[i].home === blocks[i - 1].home) {
+      throw new BlockforkError('ERR_BLOCK_ALIASED', `two dirty blocks of delta ${delta.number} map to physical block ${blocks[i].home}`);
+    }
+  }
+  return blocks;
+}
+
+/**
+ * Sorted blocks as vectored writes: consecutive homes make one request (up
+ * to MAX_RUN_BYTES), and blocks adjacent in page memory too make one buffer.
+ */
+function runs(blocks: readonly DirtyBlock[], blockSize: number): IoRequest[] {
+  const requests: IoRequest[] = [];
+  let buffers: Uint8Array[] = [];
+  let offset = 0;
+  let runBytes = 0;
+  let last = HOLE - 1;
+  // The buffer being built: a stretch of one slab.
+  let memory: ArrayBufferLike | undefined;
+  let start = 0;
+  let length = 0;
+  const endBuffer = (): void => {
+    if (memory !== undefined) buffers.push(new Uint8Array(memory, start, length));
+    memory = undefined;
+  };
+  const endRun = (): void => {
+    endBuffer();
+    if (buffers.length > 0) requests.push({ op: 'write', offset, buffers });
+    buffers = [];
+    runBytes = 0;
+  };
+  for (const { home, image } of blocks) {
+    const contiguous = home === last + 1 && runBytes < MAX_RUN_BYTES;
+    if (!(contiguous && image.buffer === memory && image.byteOffset === start + length)) {
+      endBuffer();
+      if (!contiguous || buffers.length === MAX_IOVECS) {
+        endRun();
+        offset = home * blockSize;
+      }
+      memory = image.buffer;
+      start = image.byteOffset;
+      length = 0;
+    }
+    length += blockSize;
+    runBytes += blockSize;
+    last = home;
+  }
+  endRun();
+  return requests;
+}

@@ -1,0 +1,352 @@
+import { Cache } from './cache/cache';
+import { bread, type BlockHandle } from './cache/handle';
+import type { BlockMap, Mapping } from './cache/mapping';
+import { MAX_SLOTS } from './cache/page';
+import { Change, volumeFailed } from './delta/change';
+import { slotCountFor } from './delta/number';
+import { Deltas } from './delta/transition';
+import { describe } from './io/describe';
+import { Device, type EngineKind } from './io/device';
+import { BlockforkError } from './io/errors';
+import type { BlockIo } from './io/request';
+
+export interface VolumeOptions {
+  /** Block size in bytes: a power of two from 512 to `pageSize`, at least the device's sector size (default 4096). */
+  blockSize?: number;
+  /** Page size of the cache in bytes: a power of two from 512 to 1 MiB, at least `blockSize` (default the larger of 4096 and `blockSize`). */
+  pageSize?: number;
+  /** `true` keeps a log for crash atomicity (G5); not yet supported: issue 4. Default false (ordered mode). */
+  journal?: boolean;
+  /** Bytes of cached pages (default 256 MiB); frozen copies of deltas in flight come on top. */
+  cacheSize?: number;
+  /** Bytes dirtied in one delta past which a transition starts by itself (default half of `cacheSize`). */
+  highWater?: number;
+  /** Closed deltas being written at once, at most (default 2, at most 64). */
+  maxDeltas?: number;
+  /** Fork pages under writeout (default true); `false` waits for the writeout instead (Linux's stable pages). */
+  fork?: boolean;
+}
+
+export interface OpenOptions extends VolumeOptions {
+  /** A regular file that does not exist is created, sparse, at this many bytes. */
+  size?: number;
+  /** O_DIRECT (default true); `false` for file systems that refuse it, such as tmpfs. */
+  direct?: boolean;
+  readOnly?: boolean;
+  /** I/O engine: 'auto' (default), 'io_uring' or 'threads'. */
+  engine?: EngineKind | 'auto';
+  /** Requests in flight at once (default 32). */
+  queueDepth?: number;
+}
+
+export interface MappingOptions {
+  /** Logical block -> physical block, or -1 for a hole (reads as zeros). */
+  map: BlockMap;
+  /** Blocks of the mapping (default 2^48): indexes run from 0 to blockCount - 1. */
+  blockCount?: number;
+}
+
+export interface VolumeStats {
+  /** The open delta's number. */
+  delta: number;
+  /** The last delta that is durable. */
+  durableDelta: number;
+  deltasInFlight: number;
+  deltasCommitted: number;
+  forks: number;
+  /** Writes that waited for writeout (`fork: false`). */
+  stableWaits: number;
+  autoTransitions: number;
+  pagesCached: number;
+  pagesDirty: number;
+  pagesFrozen: number;
+  /** Native page memory held, in bytes. */
+  cacheBytes: number;
+  pagesRead: number;
+  evictions: number;
+  /** Times a page waited for writeout to free room in a full cache. */
+  spaceWaits: number;
+  bytesWritten: number;
+  /** Time from writeout start to durability, summed over deltas, in milliseconds. */
+  writeoutMs: number;
+}
+
+const DEFAULT_BLOCK_SIZE = 4096;
+const DEFAULT_PAGE_SIZE = 4096;
+const DEFAULT_CACHE_SIZE = 256 << 20;
+const DEFAULT_MAX_DELTAS = 2;
+const MAX_MAX_DELTAS = MAX_SLOTS / 2;
+const DEFAULT_MAPPING_BLOCKS = 2 ** 48;
+
+interface Settings {
+  blockSize: number;
+  pageSize: number;
+  cacheSize: number;
+  highWater: number;
+  maxDeltas: number;
+  fork: boolean;
+}
+
+function noop(): void {}
+
+/**
+ * A block device or file as numbered blocks, cached, changed in atomic
+ * deltas and written out in order (DESIGN.md). Ordered mode (`journal:
+ * false`): no on-disk metadata, `blockCount = floor(size / blockSize)`.
+ */
+export class Volume {
+  readonly blockSize: number;
+  readonly pageSize: number;
+  /** Usable data blocks: indexes 0 .. blockCount - 1. */
+  readonly blockCount: number;
+  /** The physical mapping of the whole volume, for the lower layer. */
+  readonly mapping: Mapping;
+  private readonly cache: Cache;
+  private readonly deltas: Deltas;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly device: BlockIo,
+    settings: Settings,
+  ) {
+    this.blockSize = settings.blockSize;
+    this.pageSize = settings.pageSize;
+    // The cache waits for writeout when full; `deltas` exists by the time it asks.
+    const cache: Cache = new Cache({
+      device,
+      pageSize: settings.pageSize,
+      blockSize: settings.blockSize,
+      cacheSize: settings.cacheSize,
+      slotCount: slotCountFor(settings.maxDeltas),
+      whenFull: () => deltas.whenWritten(),
+    });
+    const deltas: Deltas = new Deltas({
+      cache,
+      maxDeltas: settings.maxDeltas,
+      fork: settings.fork,
+      highWater: Math.max(1, Math.floor(settings.highWater / settings.pageSize)),
+      firstDelta: 1,
+    });
+    this.cache = cache;
+    this.deltas = deltas;
+    this.mapping = cache.volume;
+    this.blockCount = cache.deviceBlocks;
+  }
+
+  /**
+   * A volume over any BlockIo (a Device, or a test's stand-in). The volume
+   * owns it from here: `close()` closes it.
+   */
+  static over(device: BlockIo, options: VolumeOptions = {}): Volume {
+    const settings = volumeSettings(options);
+    checkGeometry(device, settings);
+    return new Volume(device, settings);
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** The write or flush error that failed the volume, if one has. */
+  get failure(): Error | undefined {
+    return this.deltas.failure;
+  }
+
+  /**
+   * Runs `fn` as one change: everything it dirties lands in one delta. A
+   * change called before `commit()` is in the delta that commit closes; one
+   * called after is in a later delta. Resolves with what `fn` returns.
+   */
+  async change<T>(fn: (tx: Change) => T | Promise<T>): Promise<T> {
+    this.checkOpen();
+    if (typeof fn !== 'function') throw new TypeError(`change() takes a function, got ${describe(fn)}`);
+    this.checkWritable();
+    const lock = this.deltas.lock;
+    if (!lock.tryShared()) await lock.shared();
+    const tx = new Change(this.deltas, this.deltas.current);
+    try {
+      this.checkWritable();
+      return await fn(tx);
+    } finally {
+      tx.end();
+      lock.releaseShared();
+    }
+  }
+
+  /** A copy of the block as the cache holds it now (read from the device if it is not cached). */
+  read(block: number, mapping?: Mapping): Promise<Buffer> {
+    try {
+      this.checkOpen();
+      const target = this.cache.target(mapping);
+      target.checkBlock(block);
+      return Promise.resolve(this.cache.copyOut(target, block));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Closes the open delta; resolves with its number once it and every earlier delta are durable. */
+  async commit(): Promise<number> {
+    this.checkOpen();
+    return this.deltas.commit();
+  }
+
+  /**
+   * The lower layer: a handle on a cached block, which keeps it in the cache
+   * until `handle.release()`. Write it with `tx.blockdirty(handle)`.
+   */
+  async bread(block: number, mapping?: Mapping): Promise<BlockHandle> {
+    this.checkOpen();
+    const target = this.cache.target(mapping);
+    target.checkBlock(block);
+    return bread(this.cache, target, block);
+  }
+
+  /**
+   * The lower layer: a logical mapping (a file, a directory) cached as its
+   * own address space; its blocks reach the device through `map`.
+   */
+  createMapping(options: MappingOptions): Mapping {
+    this.checkOpen();
+    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+    if (typeof options.map !== 'function') throw new TypeError(`map must be a function, got ${describe(options.map)}`);
+    const blockCount = options.blockCount ?? DEFAULT_MAPPING_BLOCKS;
+    if (!Number.isSafeInteger(blockCount) || blockCount < 1) {
+      throw new RangeError(`blockCount must be a positive integer, got ${describe(blockCount)}`);
+    }
+    return this.cache.createMapping(options.map, blockCount);
+  }
+
+  /** The lower layer: forgets a mapping whose pages are clean and released (commit first). */
+  dropMapping(mapping: Mapping): void {
+    this.checkOpen();
+    this.cache.dropMapping(this.cache.target(mapping));
+  }
+
+  stats(): VolumeStats {
+    const { cache, deltas } = this;
+    return {
+      delta: deltas.current.number,
+      durableDelta: deltas.durable,
+      deltasInFlight: deltas.inFlight.length,
+      deltasCommitted: deltas.counters.deltasCommitted,
+      forks: deltas.counters.forks,
+      stableWaits: deltas.counters.stableWaits,
+      autoTransitions: deltas.counters.autoTransitions,
+      pagesCached: cache.pagesCached,
+      pagesDirty: cache.pagesDirty,
+      pagesFrozen: cache.pagesFrozen,
+      cacheBytes: cache.pool.byteLength,
+      pagesRead: cache.counters.pagesRead,
+      evictions: cache.counters.evictions,
+      spaceWaits: cache.counters.spaceWaits,
+      bytesWritten: deltas.counters.bytesWritten,
+      writeoutMs: deltas.counters.writeoutMs,
+    };
+  }
+
+  /**
+   * Commits what is pending, then closes the device and frees the cache.
+   * Rejects if that last commit fails (the volume is closed all the same). A
+   * second call waits for the first and resolves.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing.then(noop, noop);
+    this.closing = this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    let error: unknown;
+    try {
+      await this.deltas.commit();
+    } catch (failure) {
+      error = failure;
+    }
+    try {
+      await this.deltas.quiesce();
+      await this.device.close();
+    } finally {
+      this.cache.release();
+    }
+    if (error !== undefined) throw error;
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw new BlockforkError('ERR_VOLUME_CLOSED', `volume '${this.device.path}' is closed`);
+  }
+
+  private checkWritable(): void {
+    const failure = this.deltas.failure;
+    if (failure) throw volumeFailed(failure);
+    if (this.device.geometry.readOnly) throw new BlockforkError('ERR_READ_ONLY', `volume '${this.device.path}' is open read-only`);
+  }
+}
+
+/**
+ * Opens a volume on a block device or a regular file (created, sparse, at
+ * `size` bytes if it does not exist). Every option is checked before the
+ * device is opened.
+ */
+export async function open(path: string, options: OpenOptions = {}): Promise<Volume> {
+  volumeSettings(options);
+  const device = await Device.open(path, {
+    size: options.size,
+    direct: options.direct,
+    readOnly: options.readOnly,
+    engine: options.engine,
+    queueDepth: options.queueDepth,
+  });
+  try {
+    return Volume.over(device, options);
+  } catch (error) {
+    await device.close();
+    throw error;
+  }
+}
+
+function volumeSettings(options: VolumeOptions): Settings {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+  const journal = optionalBoolean(options.journal, 'journal', false);
+  const blockSize = powerOfTwo(options.blockSize, 'blockSize', DEFAULT_BLOCK_SIZE, 512, 1 << 20);
+  const pageSize = powerOfTwo(options.pageSize, 'pageSize', Math.max(DEFAULT_PAGE_SIZE, blockSize), 512, 1 << 20);
+  if (blockSize > pageSize) throw new RangeError(`blockSize (${blockSize}) must not exceed pageSize (${pageSize})`);
+  const cacheSize = integer(options.cacheSize, 'cacheSize', DEFAULT_CACHE_SIZE, pageSize, Number.MAX_SAFE_INTEGER);
+  const highWater = integer(options.highWater, 'highWater', Math.floor(cacheSize / 2), pageSize, Number.MAX_SAFE_INTEGER);
+  const maxDeltas = integer(options.maxDeltas, 'maxDeltas', DEFAULT_MAX_DELTAS, 1, MAX_MAX_DELTAS);
+  const fork = optionalBoolean(options.fork, 'fork', true);
+  if (journal) throw new BlockforkError('ERR_NOT_SUPPORTED', 'journal: true is not yet supported (issue 4); open with journal: false');
+  return { blockSize, pageSize, cacheSize, highWater, maxDeltas, fork };
+}
+
+function checkGeometry(device: BlockIo, settings: Settings): void {
+  const { logicalSectorSize, memoryAlignment, direct, size } = device.geometry;
+  if (settings.blockSize < logicalSectorSize) {
+    throw new RangeError(`blockSize (${settings.blockSize}) must be at least the device's logical sector size (${logicalSectorSize})`);
+  }
+  if (direct && settings.blockSize < memoryAlignment) {
+    throw new RangeError(`blockSize (${settings.blockSize}) must be at least the device's O_DIRECT memory alignment (${memoryAlignment})`);
+  }
+  if (size < settings.blockSize) throw new RangeError(`the device (${size} bytes) is smaller than one block (${settings.blockSize} bytes)`);
+}
+
+function powerOfTwo(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  const n = integer(value, name, fallback, min, max);
+  if ((n & (n - 1)) !== 0) throw new RangeError(`${name} must be a power of two from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function integer(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function optionalBoolean(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}

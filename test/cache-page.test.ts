@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { Lru } from '../src/cache/lru';
+import { CLEAN, DIRTY, EMPTY, MAX_SLOTS, NO_FRAME, Pages, dirtyIn, isDirty } from '../src/cache/page';
+import { PagePool } from '../src/cache/pool';
+import { canModifyInPlace, dirtyInThisDelta } from '../src/delta/fork';
+import { deltaBefore, nextDelta, slotCountFor, slotOf } from '../src/delta/number';
+
+describe('buffer states', () => {
+  it('are one value: EMPTY, CLEAN, DIRTY + slot, and fit in a byte', () => {
+    assert.equal(EMPTY, 0);
+    assert.equal(CLEAN, 1);
+    assert.equal(dirtyIn(0), DIRTY);
+    assert.ok(dirtyIn(MAX_SLOTS - 1) <= 255);
+    assert.equal(isDirty(EMPTY), false);
+    assert.equal(isDirty(CLEAN), false);
+    assert.equal(isDirty(dirtyIn(3)), true);
+  });
+
+  it('decide a fork with two predicates: already dirty in this delta, can modify in place', () => {
+    const pages = new Pages(4, 2);
+    pages.reset(0, 0, 0);
+    pages.states.fill(CLEAN, 0, 4);
+    assert.equal(canModifyInPlace(pages, 0, 1), true, 'a clean page is modified in place');
+    pages.states[2] = dirtyIn(1);
+    assert.equal(dirtyInThisDelta(pages.states[2], 1), true);
+    assert.equal(dirtyInThisDelta(pages.states[2], 0), false);
+    assert.equal(canModifyInPlace(pages, 0, 1), true, 'a page dirty in this delta is modified in place');
+    assert.equal(canModifyInPlace(pages, 0, 0), false, 'a page dirty in another delta is not');
+    assert.equal(pages.dirtyState(0), dirtyIn(1));
+  });
+
+  it('keep every record when the page records grow', () => {
+    const pages = new Pages(2, 1);
+    pages.reset(0, 7, 42);
+    pages.states[1] = dirtyIn(2);
+    pages.holds[0] = 3;
+    pages.grow(10);
+    assert.equal(pages.frames, 10);
+    assert.equal(pages.owner[0], 7);
+    assert.equal(pages.index[0], 42);
+    assert.equal(pages.states[1], dirtyIn(2));
+    assert.equal(pages.holds[0], 3);
+    assert.equal(pages.pinned(0), true);
+  });
+});
+
+describe('delta numbers', () => {
+  it('wrap from 2^32 - 1 to 0 and still compare in order', () => {
+    const last = 0xffffffff;
+    assert.equal(nextDelta(last), 0);
+    assert.ok(deltaBefore(last, 0));
+    assert.ok(deltaBefore(last - 1, 1));
+    assert.ok(!deltaBefore(0, last));
+    assert.ok(!deltaBefore(5, 5));
+  });
+
+  it('keep consecutive deltas in distinct slots across the wrap', () => {
+    for (const maxDeltas of [1, 2, 3, 7, 64]) {
+      const slots = slotCountFor(maxDeltas);
+      assert.ok(slots > maxDeltas && (slots & (slots - 1)) === 0 && slots <= MAX_SLOTS);
+      let delta = 0xffffffff - maxDeltas;
+      const seen: number[] = [];
+      for (let i = 0; i < 3 * slots; i++) {
+        seen.push(slotOf(delta, slots));
+        delta = nextDelta(delta);
+      }
+      for (let i = 0; i + slots <= seen.length; i++) {
+        assert.equal(new Set(seen.slice(i, i + slots)).size, slots, `any ${slots} consecutive deltas have distinct slots`);
+      }
+    }
+  });
+});
+
+describe('PagePool', () => {
+  it('G7: hands out page-aligned frames of native memory and reuses freed ones', () => {
+    const pool = new PagePool(4096, 4);
+    const frames = [pool.alloc(), pool.alloc(), pool.alloc()];
+    assert.equal(new Set(frames).size, 3);
+    for (const f of frames) {
+      const view = pool.view(f, 0, 4096);
+      assert.equal(view.length, 4096);
+      assert.equal(view.byteOffset % 4096, 0);
+    }
+    pool.view(frames[0], 0, 4096).fill(0xaa);
+    pool.copy(frames[1], frames[0]);
+    assert.equal(pool.view(frames[1], 100, 1)[0], 0xaa);
+    pool.free(frames[2]);
+    assert.equal(pool.alloc(), frames[2]);
+    pool.release();
+  });
+
+  it('G7: returns slabs beyond the budget to the system once their frames are free', () => {
+    const pool = new PagePool(4096, 4);
+    const frames = Array.from({ length: 12 }, () => pool.alloc());
+    assert.equal(pool.byteLength, 12 * 4096);
+    for (const f of frames.slice(4)) pool.free(f);
+    assert.equal(pool.byteLength, 4 * 4096, 'only the budget stays');
+    for (const f of frames.slice(0, 4)) pool.free(f);
+    assert.equal(pool.byteLength, 4 * 4096, 'the budget itself is kept for reuse');
+    pool.release();
+    assert.equal(pool.byteLength, 0);
+  });
+});
+
+describe('Lru', () => {
+  it('evicts the least recently used frame first', () => {
+    const lru = new Lru(2);
+    lru.grow(8);
+    for (const f of [1, 2, 3]) lru.insert(f);
+    assert.equal(lru.oldest(), 1);
+    lru.touch(1);
+    assert.equal(lru.oldest(), 2);
+    lru.remove(2);
+    lru.remove(2);
+    assert.equal(lru.oldest(), 3);
+    assert.equal(lru.length, 2);
+    assert.equal(lru.has(2), false);
+    lru.remove(3);
+    lru.remove(1);
+    assert.equal(lru.oldest(), NO_FRAME);
+    assert.equal(lru.length, 0);
+  });
+});

@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict';
+import { Cache } from '../src/cache/cache';
+import { Change } from '../src/delta/change';
+import { DeltaLock } from '../src/delta/lock';
+import { slotCountFor } from '../src/delta/number';
+import { Deltas } from '../src/delta/transition';
+import { Volume } from '../src/volume';
+import { FaultDevice } from './support/fault-device';
+import { MemoryDevice } from './support/memory-device';
+import { Recorder } from './support/recorder';
+import { TempDir } from './support/temp';
+import { fileBytes, realVolume, settles, until, type RealVolume } from './support/volumes';
+
+const BLOCK = 4096;
+
+function pattern(value: number): Buffer {
+  return Buffer.alloc(BLOCK, value);
+}
+
+describe('the delta lock', () => {
+  it('serves waiters in the order they asked: a shared request after an exclusive one waits for it', async () => {
+    const lock = new DeltaLock();
+    const order: string[] = [];
+    assert.equal(lock.tryShared(), true);
+    const exclusive = lock.exclusive().then(() => order.push('exclusive'));
+    assert.equal(lock.tryShared(), false, 'a change asking after a transition does not overtake it');
+    const shared = lock.shared().then(() => order.push('shared'));
+    await settles(exclusive, 5);
+    assert.deepEqual(order, [], 'the transition waits for the change in progress');
+    lock.releaseShared();
+    await exclusive;
+    assert.deepEqual(order, ['exclusive']);
+    lock.releaseExclusive();
+    await shared;
+    assert.deepEqual(order, ['exclusive', 'shared']);
+    lock.releaseShared();
+    assert.equal(lock.tryShared(), true);
+  });
+
+  it('grants every shared waiter up to the next exclusive one together', async () => {
+    const lock = new DeltaLock();
+    await lock.exclusive();
+    const granted: number[] = [];
+    const a = lock.shared().then(() => granted.push(1));
+    const b = lock.shared().then(() => granted.push(2));
+    const c = lock.exclusive().then(() => granted.push(3));
+    lock.releaseExclusive();
+    await Promise.all([a, b]);
+    assert.deepEqual(granted, [1, 2]);
+    assert.equal(await settles(c, 5), false);
+    lock.releaseShared();
+    lock.releaseShared();
+    await c;
+    assert.deepEqual(granted, [1, 2, 3]);
+  });
+});
+
+describe('delta transitions and the writeout pipeline', () => {
+  let temp: TempDir;
+  const open: RealVolume[] = [];
+
+  beforeEach(() => {
+    temp = new TempDir();
+  });
+
+  afterEach(async () => {
+    for (const { vol } of open.splice(0)) await vol.close().catch(() => undefined);
+    temp.remove();
+  });
+
+  async function volume(options: Parameters<typeof realVolume>[2] = {}, size = 1 << 20): Promise<RealVolume> {
+    const real = await realVolume(temp, size, options);
+    open.push(real);
+    return real;
+  }
+
+  it('a change called before commit() lands in the delta it closes; one called after lands in the next', async () => {
+    const { vol, path } = await volume();
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    const before = vol.change(async (tx) => {
+      await gate;
+      (await tx.write(0)).fill(1);
+    });
+    const commit = vol.commit();
+    const after = vol.change(async (tx) => (await tx.write(1)).fill(2));
+    assert.equal(await settles(commit), false, 'commit waits for the change called before it');
+    letGo();
+    await before;
+    assert.equal(await commit, 1);
+    await after;
+    assert.deepEqual(fileBytes(path, 0, BLOCK), pattern(1), 'the earlier change is in delta 1');
+    assert.deepEqual(fileBytes(path, BLOCK, BLOCK), Buffer.alloc(BLOCK), 'the later change is not');
+    assert.equal(await vol.commit(), 2);
+    assert.deepEqual(fileBytes(path, BLOCK, BLOCK), pattern(2));
+  });
+
+  it('a change that throws still ends, and keeps its writes (no rollback in ordered mode)', async () => {
+    const { vol } = await volume();
+    await assert.rejects(
+      vol.change(async (tx) => {
+        (await tx.write(3)).fill(5);
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
+    assert.deepEqual(await vol.read(3), pattern(5));
+    assert.equal(await vol.commit(), 1, 'the transition was not blocked by the failed change');
+  });
+
+  it('G3, G4: with completions delayed and reordered, each commit resolves after its delta and every earlier one are flushed, in order', async () => {
+    const memory = new MemoryDevice({ size: 64 * BLOCK });
+    const recorder = new Recorder(new FaultDevice(memory, { seed: 7, maxTurns: 6 }), BLOCK);
+    const vol = Volume.over(recorder, { maxDeltas: 3 });
+    const resolved: number[] = [];
+    const commits: Promise<void>[] = [];
+    for (let d = 1; d <= 12; d++) {
+      await vol.change(async (tx) => {
+        for (let b = 0; b < 8; b++) (await tx.write((d * 5 + b * 3) % 64)).fill(d);
+      });
+      const blocks = [...Array(8).keys()].map((b) => (d * 5 + b * 3) % 64);
+      commits.push(
+        vol.commit().then((number) => {
+          assert.equal(number, d);
+          resolved.push(number);
+          // G3: the delta's images are in what a power cut would leave,
+          // unless a later delta (also flushed) has overwritten them.
+          for (const b of blocks) {
+            const held = memory.durable[b * BLOCK];
+            assert.ok(held >= d, `block ${b} durable holds delta ${held}, not yet delta ${d}`);
+          }
+          const batch = recorder.events.findIndex((e) => e.kind === 'batch' && e.batch === d - 1);
+          assert.ok(batch >= 0 && recorder.events.slice(batch).some((e) => e.kind === 'flush'), `a flush followed delta ${d}'s writes`);
+        }),
+      );
+      assert.ok(vol.stats().deltasInFlight <= 3, 'maxDeltas bounds the deltas in flight');
+    }
+    await Promise.all(commits);
+    assert.deepEqual(resolved, [...Array(12).keys()].map((i) => i + 1), 'durable in order (G4)');
+    await vol.close();
+  });
+
+  it('two writes of one block reach the device in delta order, however completions are reordered', async () => {
+    const memory = new MemoryDevice({ size: 16 * BLOCK });
+    const recorder = new Recorder(new FaultDevice(memory, { seed: 3, maxTurns: 8 }), BLOCK);
+    const vol = Volume.over(recorder, { maxDeltas: 3 });
+    const commits: Promise<number>[] = [];
+    for (let d = 1; d <= 10; d++) {
+      await vol.change(async (tx) => {
+        (await tx.write(2)).fill(d);
+        (await tx.write(2 + d)).fill(d);
+      });
+      commits.push(vol.commit());
+    }
+    await Promise.all(commits);
+    assert.equal(recorder.batches.length, 10);
+    recorder.batches.forEach((batch, i) => assert.deepEqual(batch.blocks.get(2), pattern(i + 1), `batch ${i} held delta ${i + 1}'s image`));
+    assert.deepEqual(memory.durable.subarray(2 * BLOCK, 3 * BLOCK), pattern(10));
+    await vol.close();
+  });
+
+  it('a transition with nothing dirty writes and flushes nothing, and still resolves after the delta before it', async () => {
+    const { vol, device } = await volume();
+    await vol.change(async (tx) => (await tx.write(0)).fill(1));
+    const release = device.hold();
+    const first = vol.commit();
+    await until(() => device.heldRequests() > 0, 'delta 1 writing');
+    const empty = vol.commit();
+    assert.equal(await settles(empty), false, 'delta 2 is not durable before delta 1');
+    release();
+    assert.equal(await first, 1);
+    assert.equal(await empty, 2);
+    const { writes, flushes } = device;
+    assert.equal(await vol.commit(), 3);
+    assert.deepEqual([device.writes, device.flushes], [writes, flushes], 'an empty delta costs no I/O');
+  });
+
+  it('starts a transition by itself when a delta passes the high-water mark', async () => {
+    const { vol, path } = await volume({ cacheSize: 64 * BLOCK, highWater: 8 * BLOCK });
+    for (let b = 0; b < 20; b++) await vol.change(async (tx) => (await tx.write(b)).fill(b + 1));
+    assert.ok(vol.stats().autoTransitions >= 2);
+    await until(() => vol.stats().durableDelta >= 2, 'automatic deltas durable');
+    for (let b = 0; b < 8; b++) assert.deepEqual(fileBytes(path, b * BLOCK, BLOCK), pattern(b + 1));
+  });
+
+  it('G2, G7: when the cache is full of dirty pages under writeout, a writer waits for the writeout rather than fail', async () => {
+    const { vol, device } = await volume({ cacheSize: 8 * BLOCK, highWater: 1 << 30 });
+    await vol.change(async (tx) => {
+      for (let b = 0; b < 8; b++) (await tx.write(b)).fill(1);
+    });
+    const release = device.hold();
+    const first = vol.commit();
+    await until(() => device.heldRequests() > 0, 'delta 1 writing');
+    const change = vol.change(async (tx) => (await tx.overwrite(100)).fill(2));
+    assert.equal(await settles(change), false, 'the writer waits for room');
+    assert.equal(vol.stats().spaceWaits, 1);
+    release();
+    await change;
+    await first;
+    assert.ok(vol.stats().pagesCached <= 8);
+  });
+
+  it('G7: a change bigger than the cache overcommits rather than deadlock, and the cache shrinks back', async () => {
+    const { vol } = await volume({ cacheSize: 4 * BLOCK });
+    await vol.change(async (tx) => {
+      for (let b = 0; b < 16; b++) (await tx.overwrite(b)).fill(b);
+    });
+    assert.equal(vol.stats().pagesCached, 16);
+    await vol.commit();
+    for (let b = 100; b < 110; b++) await vol.read(b);
+    assert.ok(vol.stats().pagesCached <= 4);
+  });
+
+  it('G7: the cache stays within cacheSize, evicting the least recently used clean page', async () => {
+    const { vol } = await volume({ cacheSize: 16 * BLOCK });
+    for (let b = 0; b < 16; b++) await vol.read(b);
+    await vol.read(0);
+    await vol.read(16);
+    const reads = vol.stats().pagesRead;
+    await vol.read(0);
+    assert.equal(vol.stats().pagesRead, reads, 'block 0, used recently, stayed');
+    await vol.read(1);
+    assert.equal(vol.stats().pagesRead, reads + 1, 'block 1, the least recently used, went');
+    for (let b = 0; b < 200; b++) await vol.read(b);
+    assert.ok(vol.stats().pagesCached <= 16);
+    assert.ok(vol.stats().cacheBytes <= 16 * BLOCK);
+  });
+
+  it('delta numbers wrap from 2^32 - 1 to 0 with writeout still in order', async () => {
+    const memory = new MemoryDevice({ size: 16 * BLOCK });
+    const recorder = new Recorder(new FaultDevice(memory, { seed: 11 }), BLOCK);
+    const maxDeltas = 2;
+    const cache: Cache = new Cache({
+      device: recorder,
+      pageSize: BLOCK,
+      blockSize: BLOCK,
+      cacheSize: 16 * BLOCK,
+      slotCount: slotCountFor(maxDeltas),
+      whenFull: () => deltas.whenWritten(),
+    });
+    const deltas: Deltas = new Deltas({ cache, maxDeltas, fork: true, highWater: 1 << 20, firstDelta: 0xfffffffe });
+    const numbers: Promise<number>[] = [];
+    for (let i = 1; i <= 5; i++) {
+      await deltas.lock.shared();
+      const tx = new Change(deltas, deltas.current);
+      (await tx.write(1)).fill(i);
+      tx.end();
+      deltas.lock.releaseShared();
+      numbers.push(deltas.commit());
+    }
+    assert.deepEqual(await Promise.all(numbers), [0xfffffffe, 0xffffffff, 0, 1, 2]);
+    assert.equal(deltas.durable, 2);
+    recorder.batches.forEach((batch, i) => assert.deepEqual(batch.blocks.get(1), pattern(i + 1)));
+    assert.deepEqual(memory.durable.subarray(BLOCK, 2 * BLOCK), pattern(5));
+    cache.release();
+  });
+});

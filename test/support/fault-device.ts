@@ -1,0 +1,115 @@
+import { systemError, type SystemError } from '../../src/io/errors';
+import type { BlockIo, IoRequest, IoResult } from '../../src/io/request';
+import { seeded, turns } from './random';
+
+export interface FaultPlan {
+  /** Fails the write request with this index (0-based, counted over every batch, in submission order). */
+  failWrite?: number;
+  /** Fails the read request with this index (0-based), likewise. */
+  failRead?: number;
+  /** Fails the flush with this index (0-based). */
+  failFlush?: number;
+  /** The failure's errno (default -5, EIO). */
+  errno?: number;
+  /** Seeds the delays; without it requests complete in order, at once. */
+  seed?: number;
+  /** Each request waits 0 .. maxTurns turns of the event loop, so a batch completes out of order (default 4). */
+  maxTurns?: number;
+}
+
+/**
+ * Wraps a BlockIo to fail a chosen write or flush, and to delay and reorder
+ * completions at random: each request of a batch goes to the inner device
+ * alone, after its own random delay. `hold()` keeps every write (or read)
+ * from completing until it is let go, to catch a writeout or a read in
+ * flight.
+ */
+export class FaultDevice implements BlockIo {
+  reads = 0;
+  writes = 0;
+  flushes = 0;
+  /** The errors this device made up, in order. */
+  readonly injected: SystemError[] = [];
+  private readonly random: (() => number) | undefined;
+  private readonly held = new Map<IoRequest['op'], Promise<void>>();
+  private readonly waiting = { read: 0, write: 0 };
+
+  constructor(
+    readonly inner: BlockIo,
+    private readonly plan: FaultPlan = {},
+  ) {
+    this.random = plan.seed === undefined ? undefined : seeded(plan.seed);
+  }
+
+  get path(): string {
+    return this.inner.path;
+  }
+
+  get geometry(): BlockIo['geometry'] {
+    return this.inner.geometry;
+  }
+
+  /** Requests submitted and waiting on `hold()`. */
+  heldRequests(op: IoRequest['op'] = 'write'): number {
+    return this.waiting[op];
+  }
+
+  /** Holds every request of this kind until the returned function is called. */
+  hold(op: IoRequest['op'] = 'write'): () => void {
+    let release!: () => void;
+    this.held.set(op, new Promise<void>((resolve) => (release = resolve)));
+    return () => {
+      this.held.delete(op);
+      release();
+    };
+  }
+
+  submit(requests: readonly IoRequest[]): Promise<IoResult[]> {
+    return Promise.all(requests.map((request) => this.one(request)));
+  }
+
+  async run(requests: readonly IoRequest[]): Promise<void> {
+    const results = await this.submit(requests);
+    for (const [i, result] of results.entries()) {
+      if (result.error) throw result.error;
+      const expected = requests[i].buffers.reduce((sum, b) => sum + b.byteLength, 0);
+      if (result.bytes !== expected) throw systemError(-5, 'pwritev', this.path, `short transfer: ${result.bytes} of ${expected}`);
+    }
+  }
+
+  async flush(): Promise<void> {
+    const index = this.flushes++;
+    await this.delay();
+    if (index === this.plan.failFlush) throw this.inject('fdatasync');
+    return this.inner.flush();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  private async one(request: IoRequest): Promise<IoResult> {
+    const index = request.op === 'write' ? this.writes++ : this.reads++;
+    await this.delay();
+    for (let gate = this.held.get(request.op); gate; gate = this.held.get(request.op)) {
+      this.waiting[request.op]++;
+      await gate;
+      this.waiting[request.op]--;
+    }
+    if (request.op === 'write' && index === this.plan.failWrite) return { bytes: 0, error: this.inject('pwritev') };
+    if (request.op === 'read' && index === this.plan.failRead) return { bytes: 0, error: this.inject('preadv') };
+    const [result] = await this.inner.submit([request]);
+    return result;
+  }
+
+  private inject(syscall: string): SystemError {
+    const error = systemError(this.plan.errno ?? -5, syscall, this.path);
+    this.injected.push(error);
+    return error;
+  }
+
+  private delay(): Promise<void> {
+    if (!this.random) return Promise.resolve();
+    return turns(Math.floor(this.random() * ((this.plan.maxTurns ?? 4) + 1)));
+  }
+}
