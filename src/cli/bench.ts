@@ -1,23 +1,25 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Device } from '../io/device';
+import { renderBench } from './bench-table';
+import { comparisons, FULL_SCALE, QUICK_SCALE, type Entry } from './comparisons';
 import { CliError } from './failure';
-import { fioSubject, fioVersion, FIO_MISSING } from './fio';
+import { fioVersion, FIO_MISSING } from './fio';
 import { Progress } from './progress';
-import { rawEngineSubject, runRaw } from './raw-engine';
+import { runRaw } from './raw-engine';
+import { writeReport } from './report';
+import { rowsOf, type Row, type Runs } from './results';
 import { checkWritable } from './safety';
 import { createScratchImage, type ScratchImage } from './scratch-image';
-import type { Measurement, Subject, Target } from './subject';
-import { renderTable } from './table';
+import { NotAvailable, type Measurement, type Target } from './subject';
 import { formatBytes } from './units';
-import { RAW_WORKLOADS, REGION_UNIT, SEQUENTIAL_WRITE, type Workload } from './workloads';
+import { REGION_UNIT, SEQUENTIAL_WRITE } from './workloads';
 
 /**
- * `blockfork bench [PATH]`: every workload through every subject on one
- * target, fio and ours alternated within each repeat (so that a drift of the
- * device over time, such as a thin-provisioned volume warming up or a host
- * cache filling, hits all subjects alike), and the median run of each
- * reported.
+ * `blockfork bench [PATH]`: every comparison's subjects on one target,
+ * alternated within each repeat (so that a drift of the device over time,
+ * such as a thin-provisioned volume warming up or a host cache filling, hits
+ * all subjects alike), and the median run of each reported.
  */
 export interface BenchOptions {
   quick: boolean;
@@ -25,32 +27,29 @@ export interface BenchOptions {
   /** Bytes the workloads cover (the scratch image's size); a multiple of 1 MiB. */
   size?: number;
   force: boolean;
+  /** A directory to write the results JSON and the charts into. */
+  report?: string;
 }
 
 const SEED = 0x5eed;
 const DEFAULT_SIZE = 1 << 30;
 const QUICK_SIZE = 256 << 20;
 
-interface TargetInfo {
+export interface TargetInfo {
   readonly path: string;
   readonly kind: 'scratch image' | 'file' | 'block device';
   /** For a scratch image: the file system it lives on. */
   readonly fileSystem?: string;
 }
 
-interface Row {
-  workload: string;
-  title: string;
-  blockSize: number;
-  queueDepth: number;
-  subject: string;
-  mbPerSecond: number | null;
-  iops: number | null;
-  latency: { p50Us: number; p99Us: number } | null;
-  /** MB/s against the reference subject's for the same workload. */
-  ratio: number | null;
-  runsMbPerSecond: number[];
-  note?: string;
+/** What --json prints and --report writes. */
+export interface BenchReport {
+  target: TargetInfo & { bytes: number };
+  machine: { cpus: number; cpu: string; kernel: string; node: string; loadAverage: number[] };
+  fio: string;
+  repeats: number;
+  seed: number;
+  results: Row[];
 }
 
 export async function bench(pathArgument: string | undefined, options: BenchOptions): Promise<void> {
@@ -70,30 +69,34 @@ export async function bench(pathArgument: string | undefined, options: BenchOpti
   const target: Target = { path: info.path, region, seed: SEED };
 
   const fio = fioVersion();
-  const subjects = [fioSubject(fio), rawEngineSubject('io_uring'), rawEngineSubject('threads')];
-  const runnable = subjects.filter((s) => s.unavailable === undefined);
-  const workloads = RAW_WORKLOADS;
+  const plan = comparisons(fio, options.quick ? QUICK_SCALE : FULL_SCALE);
+  const runs = new Map<Entry, { measurements: Measurement[]; unavailable?: string }>();
+  for (const comparison of plan) {
+    for (const entry of comparison.entries) runs.set(entry, { measurements: [], unavailable: entry.subject.unavailable });
+  }
+  const steps = plan.reduce((n, c) => n + c.entries.filter((e) => e.subject.unavailable === undefined).length, 0);
   process.stderr.write(
     `blockfork bench: prefilling ${formatBytes(region)} of ${target.path} with sequential 1 MiB writes, so that every run overwrites allocated blocks, not holes\n`,
   );
   // Started after the last message: a line written under a live bar garbles both.
-  const progress = new Progress(1 + repeats * workloads.length * runnable.length);
-  const runs = new Map<string, Measurement[]>();
+  const progress = new Progress(1 + repeats * steps);
+  const loadBefore = os.loadavg();
   try {
     progress.show(0, 'prefill');
     await runRaw(SEQUENTIAL_WRITE, target, 'auto');
     let done = 1;
     for (let repeat = 1; repeat <= repeats; repeat++) {
-      for (const workload of workloads) {
-        // Each repeat starts with the next subject, so that none always runs
-        // first after another workload's writes (a device's write-back cache
-        // drains across the boundary).
-        for (let k = 0; k < runnable.length; k++) {
-          const subject = runnable[(k + repeat - 1) % runnable.length];
-          progress.show(done, `run ${repeat}/${repeats}: ${workload.title}, ${subject.name}`);
-          const measured = await subject.run(workload, target);
-          const key = `${workload.id}/${subject.name}`;
-          runs.set(key, [...(runs.get(key) ?? []), measured]);
+      for (const comparison of plan) {
+        for (const entry of rotation(comparison.entries, repeat)) {
+          const record = runs.get(entry);
+          if (!record || record.unavailable !== undefined) continue;
+          progress.show(done, `run ${repeat}/${repeats}: ${comparison.title}, ${entry.subject.name}`);
+          try {
+            record.measurements.push(await entry.subject.run(target));
+          } catch (error) {
+            if (!(error instanceof NotAvailable)) throw error;
+            record.unavailable = error.message;
+          }
           done++;
         }
       }
@@ -104,18 +107,36 @@ export async function bench(pathArgument: string | undefined, options: BenchOpti
     scratch?.remove();
   }
 
-  const reference = subjects.find((s) => s.name === 'fio' && s.unavailable === undefined) ?? subjects.find((s) => s.name === 'io_uring' && s.unavailable === undefined);
-  const rows = workloads.flatMap((workload) => rowsOf(workload, subjects, runs, reference));
-  const report = {
+  const report: BenchReport = {
     target: { ...info, bytes: region },
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown', kernel: os.release(), node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      kernel: os.release(),
+      node: process.version,
+      // The 1-minute load average before and after: a busy machine is a reason to run again.
+      loadAverage: [loadBefore[0], os.loadavg()[0]],
+    },
     fio: fio ?? FIO_MISSING,
     repeats,
     seed: SEED,
-    reference: reference?.name ?? null,
-    results: rows,
+    results: plan.flatMap((comparison) => rowsOf(comparison, (entry) => runs.get(entry) as Runs)),
   };
-  process.stdout.write(options.json ? JSON.stringify(report, null, 2) + '\n' : renderReport(report, rows));
+  if (options.report !== undefined) {
+    const files = writeReport(options.report, report);
+    process.stderr.write(`blockfork bench: report written: ${files.join(', ')}\n`);
+  }
+  process.stdout.write(options.json ? JSON.stringify(report, null, 2) + '\n' : renderBench(report));
+}
+
+/**
+ * The order of a comparison's subjects in one repeat: each repeat starts
+ * with the next subject, so that none always runs first after another job's
+ * writes (a device's write-back cache drains across the boundary).
+ */
+function rotation<T>(entries: readonly T[], repeat: number): T[] {
+  const k = (repeat - 1) % entries.length;
+  return [...entries.slice(k), ...entries.slice(0, k)];
 }
 
 async function existingTarget(path: string, options: BenchOptions, defaultSize: number): Promise<{ info: TargetInfo; region: number }> {
@@ -131,75 +152,4 @@ async function existingTarget(path: string, options: BenchOptions, defaultSize: 
   const region = options.size ?? Math.floor(Math.min(size, defaultSize) / REGION_UNIT) * REGION_UNIT;
   if (region === 0) throw new CliError(`${path} holds ${formatBytes(size)}: the bench needs at least ${formatBytes(REGION_UNIT)}`);
   return { info: { path, kind: stats.isBlockDevice() ? 'block device' : 'file' }, region };
-}
-
-function median(measurements: readonly Measurement[]): Measurement {
-  const sorted = [...measurements].sort((a, b) => a.bytesPerSecond - b.bytesPerSecond);
-  return sorted[Math.floor((sorted.length - 1) / 2)];
-}
-
-function rowsOf(workload: Workload, subjects: readonly Subject[], runs: Map<string, Measurement[]>, reference: Subject | undefined): Row[] {
-  const runsOf = (subject: Subject): Measurement[] => runs.get(`${workload.id}/${subject.name}`) ?? [];
-  const referenceRuns = reference ? runsOf(reference) : [];
-  const referenceRate = referenceRuns.length > 0 ? median(referenceRuns).bytesPerSecond : undefined;
-  return subjects.map((subject): Row => {
-    const base = { workload: workload.id, title: workload.title, blockSize: workload.blockSize, queueDepth: workload.queueDepth, subject: subject.name };
-    const measured = runsOf(subject);
-    if (measured.length === 0) {
-      return { ...base, mbPerSecond: null, iops: null, latency: null, ratio: null, runsMbPerSecond: [], note: subject.unavailable };
-    }
-    const m = median(measured);
-    return {
-      ...base,
-      mbPerSecond: m.bytesPerSecond / 1e6,
-      iops: m.iops,
-      latency: m.latency ? { p50Us: m.latency.p50Ns / 1e3, p99Us: m.latency.p99Ns / 1e3 } : null,
-      ratio: referenceRate ? m.bytesPerSecond / referenceRate : null,
-      runsMbPerSecond: measured.map((r) => r.bytesPerSecond / 1e6),
-    };
-  });
-}
-
-function formatRate(value: number): string {
-  return value >= 100 ? value.toFixed(0) : value.toFixed(1);
-}
-
-function formatMicroseconds(us: number): string {
-  return us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`;
-}
-
-function renderReport(
-  report: { target: TargetInfo & { bytes: number }; machine: { cpus: number; cpu: string; kernel: string; node: string }; fio: string; repeats: number; reference: string | null },
-  rows: readonly Row[],
-): string {
-  const { target, machine } = report;
-  const where = target.kind === 'scratch image' ? `scratch image ${target.path} on ${target.fileSystem}` : `${target.kind} ${target.path}`;
-  const lines = [
-    `blockfork bench: ${where}, ${formatBytes(target.bytes)} prefilled; median of ${report.repeats} run${report.repeats === 1 ? '' : 's'}`,
-    `machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}, ${report.fio}`,
-    '',
-  ];
-  const ratioHeader = report.reference ? `vs ${report.reference}` : 'ratio';
-  let previous = '';
-  const cells = rows.map((row) => {
-    const title = row.title === previous ? '' : row.title;
-    previous = row.title;
-    if (row.mbPerSecond === null || row.iops === null) return [title, row.subject, row.note ?? 'not run'];
-    return [
-      title,
-      row.subject,
-      formatRate(row.mbPerSecond),
-      row.iops.toFixed(0),
-      row.latency ? formatMicroseconds(row.latency.p50Us) : '—',
-      row.latency ? formatMicroseconds(row.latency.p99Us) : '—',
-      row.ratio === null ? '—' : row.ratio.toFixed(2),
-    ];
-  });
-  lines.push(renderTable(['workload', 'engine', 'MB/s', 'IOPS', 'p50', 'p99', ratioHeader], cells, ['left', 'left', 'right', 'right', 'right', 'right', 'right']));
-  lines.push('');
-  lines.push('MB/s is 10^6 bytes/s. Each run is one pass over the region: sequential covers it once; random writes as many 4 KiB blocks,');
-  lines.push(`uniform with replacement from a seeded generator (fio: --norandommap). O_DIRECT, io_uring for fio, no fsync in either.`);
-  lines.push('Latency p50/p99 is fio\'s completion latency; the raw engines deliver a batch\'s completions together, so theirs is not observed (—).');
-  if (report.fio === FIO_MISSING) lines.push(`${FIO_MISSING}: the ratios are to the raw io_uring engine.`);
-  return lines.join('\n') + '\n';
 }

@@ -1,7 +1,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { CliError } from './failure';
 import type { Measurement, Subject, Target } from './subject';
-import type { Workload } from './workloads';
+import { RANDOM_WRITE, type Workload } from './workloads';
 
 /**
  * fio, the reference every block benchmark is read against: run with the same
@@ -17,8 +17,36 @@ export function fioVersion(): string | undefined {
   return result.stdout.trim();
 }
 
-export function fioSubject(version: string | undefined): Subject {
-  return { name: 'fio', unavailable: version === undefined ? FIO_MISSING : undefined, run: runFio };
+export function fioSubject(version: string | undefined, workload: Workload): Subject {
+  return {
+    name: 'fio',
+    unavailable: version === undefined ? FIO_MISSING : undefined,
+    run: (target) => runFio(workload.id, fioArguments(workload, target)),
+  };
+}
+
+/**
+ * fio doing the same pass with an fsync after each `commitBytes(region)`
+ * bytes, as the cache's commits flush: it tells how much of the distance
+ * to plain fio is the price of durability rather than the cache's.
+ */
+export function fioCommittedSubject(version: string | undefined, workload: Workload, commitBytes: (region: number) => number): Subject {
+  return {
+    name: 'fio, fsync per commit',
+    unavailable: version === undefined ? FIO_MISSING : undefined,
+    run: (target) =>
+      runFio(workload.id, [...fioArguments(workload, target), `--fsync=${Math.max(1, Math.floor(commitBytes(target.region) / workload.blockSize))}`]),
+  };
+}
+
+/** fio's awaited small writes, the reference for one-block commits: see fioSyncArguments. */
+export function fioSyncSubject(version: string | undefined, seconds: number): Subject {
+  return {
+    name: 'fio',
+    unavailable: version === undefined ? FIO_MISSING : undefined,
+    // Its clat is the write alone, without the fsync that follows: not comparable with a commit's latency.
+    run: async (target) => ({ ...(await runFio(SYNC_JOB, fioSyncArguments(target, seconds))), latency: undefined }),
+  };
 }
 
 /**
@@ -29,7 +57,41 @@ export function fioSubject(version: string | undefined): Subject {
  */
 export function fioArguments(workload: Workload, target: Target): string[] {
   const args = [
-    `--name=${workload.id}`,
+    ...commonArguments(workload.id, target),
+    `--rw=${workload.pattern === 'sequential' ? 'write' : 'randwrite'}`,
+    `--bs=${workload.blockSize}`,
+    `--iodepth=${workload.queueDepth}`,
+  ];
+  if (workload.pattern === 'random') args.push('--norandommap', `--randseed=${target.seed}`);
+  return args;
+}
+
+const SYNC_JOB = 'rand-write-4k-qd1-fsync';
+
+/**
+ * One 4 KiB write at a random offset, then fsync, one at a time, for
+ * `seconds` (time-based: a device that syncs slowly would take hours over a
+ * whole region). fsync, not fdatasync, as the issue states the reference;
+ * on a file whose blocks are allocated they differ by the inode's mtime.
+ */
+export function fioSyncArguments(target: Target, seconds: number): string[] {
+  return [
+    ...commonArguments(SYNC_JOB, target),
+    '--rw=randwrite',
+    `--bs=${RANDOM_WRITE.blockSize}`,
+    '--iodepth=1',
+    '--fsync=1',
+    '--time_based',
+    `--runtime=${Math.round(seconds * 1000)}ms`,
+    '--norandommap',
+    `--randseed=${target.seed}`,
+  ];
+}
+
+/** Every job: the target's region, O_DIRECT through io_uring (as our engine), JSON out. */
+function commonArguments(name: string, target: Target): string[] {
+  return [
+    `--name=${name}`,
     // fio splits --filename on ':'; a path holding one must escape it.
     `--filename=${target.path.replace(/:/g, '\\:')}`,
     '--allow_file_create=0',
@@ -37,23 +99,17 @@ export function fioArguments(workload: Workload, target: Target): string[] {
     '--offset=0',
     '--ioengine=io_uring',
     '--direct=1',
-    `--rw=${workload.pattern === 'sequential' ? 'write' : 'randwrite'}`,
-    `--bs=${workload.blockSize}`,
-    `--iodepth=${workload.queueDepth}`,
     '--output-format=json',
     '--eta=never',
   ];
-  if (workload.pattern === 'random') args.push('--norandommap', `--randseed=${target.seed}`);
-  return args;
 }
 
-async function runFio(workload: Workload, target: Target): Promise<Measurement> {
-  const args = fioArguments(workload, target);
+async function runFio(job: string, args: string[]): Promise<Measurement> {
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile('fio', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (error, out, err) => {
       if (error) {
         const last = err.trim().split('\n').pop() ?? '';
-        reject(new CliError(`fio ${workload.id} failed (exit ${String(error.code)})${last ? `: ${last}` : ''}`));
+        reject(new CliError(`fio ${job} failed (exit ${String(error.code)})${last ? `: ${last}` : ''}`));
       } else {
         resolve(out);
       }
@@ -67,7 +123,7 @@ interface FioJob {
   write?: {
     bw_bytes?: number;
     iops?: number;
-    clat_ns?: { percentile?: Record<string, number> };
+    clat_ns?: { max?: number; N?: number; percentile?: Record<string, number> };
   };
 }
 
@@ -85,12 +141,14 @@ export function parseFioJson(text: string): Measurement {
     throw new CliError('fio\'s JSON report has no write results');
   }
   if (job.error) throw new CliError(`fio reported error ${job.error}`);
-  const percentiles = job.write.clat_ns?.percentile;
-  const p50 = percentiles?.['50.000000'];
-  const p99 = percentiles?.['99.000000'];
+  const clat = job.write.clat_ns;
+  const p50 = clat?.percentile?.['50.000000'];
+  const p99 = clat?.percentile?.['99.000000'];
+  const max = clat?.max;
+  const measured = typeof p50 === 'number' && typeof p99 === 'number' && typeof max === 'number';
   return {
     bytesPerSecond: job.write.bw_bytes,
-    iops: job.write.iops,
-    latency: typeof p50 === 'number' && typeof p99 === 'number' ? { p50Ns: p50, p99Ns: p99 } : undefined,
+    opsPerSecond: job.write.iops,
+    latency: measured ? { count: clat?.N ?? 0, p50Us: p50 / 1e3, p99Us: p99 / 1e3, maxUs: max / 1e3 } : undefined,
   };
 }

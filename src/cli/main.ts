@@ -5,7 +5,7 @@
  * one line on stderr with its cause.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { bench } from './bench';
+import { bench, type BenchOptions } from './bench';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './failure';
 import { info } from './info';
 import { formatBytes, parseBytes } from './units';
@@ -28,16 +28,18 @@ function program(): Command {
   root
     .command('bench')
     .description(
-      'Measure the raw I/O engines (io_uring, thread pool) against fio on one target: sequential 1 MiB writes at ' +
-        'queue depth 8 and random 4 KiB writes at queue depth 32, fio and ours alternated, median of 3 runs. ' +
+      'Measure the cache against the raw I/O engines (io_uring, thread pool) and fio on one target: sequential and ' +
+        'random writes, awaited one-block commits, tx.write latency on a hot set under back-to-back commits (fork ' +
+        'against fork: false), and in-memory costs; subjects alternated, median of 3 runs. ' +
         'WRITES OVER PATH (after refusing a device that is in use or holds a file system, unless --force).',
     )
     .argument('[path]', 'a block device or an existing file; none: a scratch image in a directory that supports O_DIRECT, removed afterwards')
-    .option('--quick', 'one run of each, 256 MiB scratch image: checks that the bench works, not for judging speed', false)
+    .option('--quick', 'one run of each, 256 MiB scratch image, short timed jobs: checks that the bench works, not for judging speed', false)
     .option('--json', 'print the results as JSON on stdout instead of a table', false)
     .addOption(new Option('--size <bytes>', 'bytes to cover from offset 0 (1G, 256M); the scratch image\'s size (default 1 GiB, 256 MiB with --quick)').argParser(sizeArgument))
     .option('--force', 'write even on a device that is mounted, in use or holds a known signature', false)
-    .action((path: string | undefined, options: { quick: boolean; json: boolean; size?: number; force: boolean }) => bench(path, options));
+    .option('--report <dir>', 'also write the results (bench.json) and charts (latency.svg, throughput.svg) into DIR')
+    .action((path: string | undefined, options: BenchOptions) => bench(path, options));
 
   root
     .command('info')

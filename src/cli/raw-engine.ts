@@ -3,9 +3,11 @@ import { Device, type EngineKind } from '../io/device';
 import { systemError } from '../io/errors';
 import type { IoRequest } from '../io/request';
 import { Slab } from '../io/slab';
+import { performance } from 'node:perf_hooks';
+import { LatencyRecorder } from './latency';
 import { Prng } from './prng';
 import type { Measurement, Subject, Target } from './subject';
-import { offsetSource, requestCount, type Workload } from './workloads';
+import { offsetSource, RANDOM_WRITE, requestCount, type Workload } from './workloads';
 
 /**
  * The raw engines (io_uring, thread pool) through `Device`, with no cache:
@@ -34,13 +36,13 @@ interface WriteRequest extends IoRequest {
   offset: number;
 }
 
-export function rawEngineSubject(engine: EngineKind): Subject {
+function engineUnavailable(engine: EngineKind): string | undefined {
   const probe = engine === 'io_uring' ? native.probeIoUring() : 0;
-  return {
-    name: engine,
-    unavailable: probe < 0 ? `io_uring unavailable here (${systemError(probe, 'io_uring_setup').code})` : undefined,
-    run: (workload, target) => runRaw(workload, target, engine),
-  };
+  return probe < 0 ? `io_uring unavailable here (${systemError(probe, 'io_uring_setup').code})` : undefined;
+}
+
+export function rawEngineSubject(engine: EngineKind, workload: Workload): Subject {
+  return { name: engine, unavailable: engineUnavailable(engine), run: (target) => runRaw(workload, target, engine) };
 }
 
 /** One pass of `workload` over the target's region through `engine`. */
@@ -56,7 +58,7 @@ export async function runRaw(workload: Workload, target: Target, engine: EngineK
     } finally {
       await device.close();
     }
-    return { bytesPerSecond: (total * workload.blockSize) / seconds, iops: total / seconds };
+    return { bytesPerSecond: (total * workload.blockSize) / seconds, opsPerSecond: total / seconds };
   } finally {
     slab.release();
   }
@@ -105,4 +107,46 @@ function drive(device: Device, workload: Workload, target: Target, slab: Slab, t
     };
     for (const batch of batches) if (issued < total) issue(batch);
   });
+}
+
+/**
+ * The floor under an awaited commit of one block: one 4 KiB write at a
+ * seeded random offset, then a flush (fdatasync, as the cache's commit),
+ * each awaited, again and again for `seconds`. Latency is of the pair.
+ */
+export function rawSyncSubject(engine: EngineKind, seconds: number): Subject {
+  return { name: engine, unavailable: engineUnavailable(engine), run: (target) => runRawSync(target, engine, seconds) };
+}
+
+async function runRawSync(target: Target, engine: EngineKind, seconds: number): Promise<Measurement> {
+  const slab = Slab.alloc(RANDOM_WRITE.blockSize, 1);
+  const latency = new LatencyRecorder();
+  try {
+    fillWithNoise(slab, target.seed);
+    const device = await Device.open(target.path, { engine, queueDepth: 1 });
+    const nextOffset = offsetSource(RANDOM_WRITE, target.region, target.seed);
+    const request: WriteRequest = { op: 'write', offset: 0, buffers: [slab.page(0)] };
+    let count = 0;
+    const start = performance.now();
+    const end = start + seconds * 1000;
+    let now = start;
+    try {
+      while (now < end) {
+        request.offset = nextOffset();
+        await device.run([request]);
+        await device.flush();
+        const before = now;
+        now = performance.now();
+        latency.record(before, now);
+        count++;
+      }
+    } finally {
+      await device.close();
+    }
+    const elapsed = (now - start) / 1000;
+    return { opsPerSecond: count / elapsed, bytesPerSecond: (count * RANDOM_WRITE.blockSize) / elapsed, latency: latency.summary() };
+  } finally {
+    latency.destroy();
+    slab.release();
+  }
 }

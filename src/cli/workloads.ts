@@ -5,8 +5,8 @@ import { Prng } from './prng';
  * target's region), not a fixed time, so that every subject does exactly the
  * same requests and fio can be told the same thing with --size.
  *
- * The raw engine's workloads are the reference for everything built on it;
- * the cache's workloads (issue 5) join this list as they land.
+ * The raw engine's workloads are the reference for everything built on it:
+ * comparisons.ts sets the cache's jobs beside them, doing the same bytes.
  */
 export interface Workload {
   /** Stable key in the JSON. */

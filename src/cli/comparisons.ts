@@ -1,0 +1,113 @@
+import { commitsSubject, randomCommitBytes, randomSubject, streamCommitBytes, streamSubject } from './cache-throughput';
+import { fioCommittedSubject, fioSubject, fioSyncSubject } from './fio';
+import type { Goal } from './goals';
+import { hotSetSubject, HOT_SET_NAMES } from './hot-set';
+import { forkSubject, heapSubject, rewriteSubject } from './in-memory';
+import { rawEngineSubject, rawSyncSubject } from './raw-engine';
+import type { Subject } from './subject';
+import { RANDOM_WRITE, SEQUENTIAL_WRITE } from './workloads';
+
+/**
+ * What `blockfork bench` runs: comparisons, each a set of subjects doing the
+ * same work on the same target, alternated within each repeat (bench.ts).
+ * The cache's jobs sit beside the raw engines and fio doing the same bytes,
+ * with the goals that issues 3 (cache) and 4 (journal) set for them.
+ */
+export interface Entry {
+  readonly subject: Subject;
+  readonly goals: readonly Goal[];
+  /** Which repeat is the median: by rate (the default), by p99 latency, or by the measured value. */
+  readonly rankBy: 'rate' | 'p99' | 'value';
+}
+
+export interface Comparison {
+  /** Stable key in the JSON. */
+  readonly id: string;
+  /** What the table calls it. */
+  readonly title: string;
+  readonly entries: readonly Entry[];
+}
+
+export interface BenchScale {
+  /** Seconds of each time-based job (awaited commits, hot set). */
+  readonly seconds: number;
+  /** `tx.write` calls of the rewrite job. */
+  readonly rewrites: number;
+  /** Pages forked by the fork job. */
+  readonly forkPages: number;
+  /** Pages read into the cache by the heap job. */
+  readonly heapPages: number;
+}
+
+export const FULL_SCALE: BenchScale = { seconds: 3, rewrites: 2_000_000, forkPages: 16384, heapPages: 65536 };
+export const QUICK_SCALE: BenchScale = { seconds: 0.75, rewrites: 200_000, forkPages: 4096, heapPages: 8192 };
+
+function entry(subject: Subject, goals: readonly Goal[] = [], rankBy: Entry['rankBy'] = 'rate'): Entry {
+  return { subject, goals, rankBy };
+}
+
+export function comparisons(fio: string | undefined, scale: BenchScale): Comparison[] {
+  const { seconds } = scale;
+  return [
+    {
+      id: 'sequential',
+      title: 'sequential write',
+      entries: [
+        entry(fioSubject(fio, SEQUENTIAL_WRITE)),
+        entry(fioCommittedSubject(fio, SEQUENTIAL_WRITE, streamCommitBytes)),
+        entry(rawEngineSubject('io_uring', SEQUENTIAL_WRITE)),
+        entry(rawEngineSubject('threads', SEQUENTIAL_WRITE)),
+        entry(streamSubject('ordered'), [{ kind: 'vs-fio', atLeast: 0.9 }]),
+        // Every block is written twice, to the log and home (issue 4).
+        entry(streamSubject('journal'), [{ kind: 'vs-fio', atLeast: 0.45 }]),
+      ],
+    },
+    {
+      id: 'random',
+      title: 'random 4 KiB write',
+      entries: [
+        entry(fioSubject(fio, RANDOM_WRITE)),
+        entry(fioCommittedSubject(fio, RANDOM_WRITE, randomCommitBytes)),
+        entry(rawEngineSubject('io_uring', RANDOM_WRITE)),
+        entry(rawEngineSubject('threads', RANDOM_WRITE)),
+        entry(randomSubject('ordered'), [{ kind: 'vs-fio', atLeast: 0.9 }]),
+        entry(randomSubject('journal')),
+      ],
+    },
+    {
+      id: 'commits',
+      title: 'awaited 4 KiB commits',
+      entries: [
+        entry(fioSyncSubject(fio, seconds)),
+        entry(rawSyncSubject('io_uring', seconds)),
+        entry(commitsSubject('ordered', seconds), [{ kind: 'vs-fio', atLeast: 0.8 }]),
+        entry(commitsSubject('journal', seconds), [{ kind: 'vs-fio', atLeast: 0.8 }]),
+      ],
+    },
+    {
+      id: 'hot-set',
+      title: 'hot set, back-to-back commits',
+      entries: [
+        entry(
+          hotSetSubject('fork', seconds),
+          [
+            { kind: 'p99-below', subject: HOT_SET_NAMES.stable, times: 10 },
+            { kind: 'p99-within', subject: HOT_SET_NAMES.idle, times: 2 },
+          ],
+          'p99',
+        ),
+        entry(hotSetSubject('stable', seconds), [], 'p99'),
+        entry(hotSetSubject('idle', seconds), [], 'p99'),
+      ],
+    },
+    {
+      id: 'memory',
+      title: 'in memory',
+      entries: [
+        entry(rewriteSubject(scale.rewrites), [{ kind: 'rate', atLeast: 2e6 }]),
+        entry(forkSubject(scale.forkPages), [{ kind: 'rate', atLeast: 5e5 }]),
+        entry(heapSubject(scale.heapPages), [{ kind: 'value', atMost: 256, unit: 'B/page' }], 'value'),
+      ],
+    },
+  ];
+}
