@@ -9,13 +9,25 @@ import { describe } from './io/describe';
 import { Device, type EngineKind } from './io/device';
 import { BlockforkError } from './io/errors';
 import type { BlockIo } from './io/request';
+import { BlockWindow } from './io/window';
+import { JournalPipeline, type JournalStats } from './journal/checkpoints';
+import { JournalWriter } from './journal/journal-writer';
+import { replayInMemory } from './journal/replay';
+import { ReplayedView } from './journal/replayed-view';
+import { readSuperblock, type Superblock } from './journal/superblock';
+import { formatVolume, MIN_LOG_BLOCKS } from './journal/volume-format';
 
 export interface VolumeOptions {
   /** Block size in bytes: a power of two from 512 to `pageSize`, at least the device's sector size (default 4096). */
   blockSize?: number;
   /** Page size of the cache in bytes: a power of two from 512 to 1 MiB, at least `blockSize` (default the larger of 4096 and `blockSize`). */
   pageSize?: number;
-  /** `true` keeps a log for crash atomicity (G5); not yet supported: issue 4. Default false (ordered mode). */
+  /**
+   * `true`: a journaled volume, atomic across crashes (G5): each delta goes to
+   * a log before its home writes, and open replays the log. `false`: ordered
+   * mode, no on-disk metadata. Unset: whatever the device holds (journaled
+   * if it has a blockfork superblock, else ordered).
+   */
   journal?: boolean;
   /** Bytes of cached pages (default 256 MiB); frozen copies of deltas in flight come on top. */
   cacheSize?: number;
@@ -27,7 +39,18 @@ export interface VolumeOptions {
   fork?: boolean;
 }
 
-export interface OpenOptions extends VolumeOptions {
+export interface MountOptions extends VolumeOptions {
+  /**
+   * Journal mode: format the device even though it is not a file that this
+   * open created (a block device, an existing file, an existing volume).
+   * Its contents are lost. A new file is formatted without it.
+   */
+  format?: boolean;
+  /** Bytes of the log when formatting, a multiple of blockSize (default an eighth of the device, at most 64 MiB). */
+  logSize?: number;
+}
+
+export interface OpenOptions extends MountOptions {
   /** A regular file that does not exist is created, sparse, at this many bytes. */
   size?: number;
   /** O_DIRECT (default true); `false` for file systems that refuse it, such as tmpfs. */
@@ -69,6 +92,8 @@ export interface VolumeStats {
   bytesWritten: number;
   /** Time from writeout start to durability, summed over deltas, in milliseconds. */
   writeoutMs: number;
+  /** The log (journal mode), undefined in ordered mode or read-only. */
+  journal: JournalStats | undefined;
 }
 
 const DEFAULT_BLOCK_SIZE = 4096;
@@ -79,6 +104,11 @@ const MAX_MAX_DELTAS = MAX_SLOTS / 2;
 const DEFAULT_MAPPING_BLOCKS = 2 ** 48;
 
 interface Settings {
+  /** Undefined: take what the device holds. */
+  journal: boolean | undefined;
+  format: boolean;
+  /** Bytes of the log when formatting, if given. */
+  logSize: number | undefined;
   blockSize: number;
   pageSize: number;
   cacheSize: number;
@@ -93,6 +123,9 @@ function noop(): void {}
  * A block device or file as numbered blocks, cached, changed in atomic
  * deltas and written out in order (DESIGN.md). Ordered mode (`journal:
  * false`): no on-disk metadata, `blockCount = floor(size / blockSize)`.
+ * Journal mode: superblocks and a log come first (docs/FORMAT.md), the
+ * cache sees only the data area after them, and each delta reaches the log
+ * before its home writes.
  */
 export class Volume {
   readonly blockSize: number;
@@ -101,31 +134,50 @@ export class Volume {
   readonly blockCount: number;
   /** The physical mapping of the whole volume, for the lower layer. */
   readonly mapping: Mapping;
+  /** Whether the volume is journaled (atomic deltas across crashes). */
+  readonly journaled: boolean;
+  /** Deltas that open found committed in the log and replayed (in memory when read-only). */
+  readonly replayedDeltas: number;
   private readonly cache: Cache;
   private readonly deltas: Deltas;
+  private readonly journal: JournalPipeline | undefined;
   private closing: Promise<void> | undefined;
 
+  /** `device` is what the volume owns and closes; `data` the part of it the cache sees. */
   private constructor(
     private readonly device: BlockIo,
+    data: BlockIo,
     settings: Settings,
+    mounted: Mounted = { journaled: false, firstDelta: 1, replayedDeltas: 0 },
   ) {
     this.blockSize = settings.blockSize;
     this.pageSize = settings.pageSize;
+    this.journaled = mounted.journaled;
+    this.replayedDeltas = mounted.replayedDeltas;
+    this.journal = mounted.pipeline;
     // The cache waits for writeout when full; `deltas` exists by the time it asks.
     const cache: Cache = new Cache({
-      device,
+      device: data,
       pageSize: settings.pageSize,
       blockSize: settings.blockSize,
       cacheSize: settings.cacheSize,
       slotCount: slotCountFor(settings.maxDeltas),
       whenFull: () => deltas.whenWritten(),
     });
+    let highWater = Math.max(1, Math.floor(settings.highWater / settings.pageSize));
+    if (mounted.maxDeltaBlocks !== undefined) {
+      // A delta must fit in the log: start a transition by itself at half of what it holds, so
+      // that a stream keeps two deltas in the log at once (one logging, one going home).
+      const perPage = settings.pageSize / settings.blockSize;
+      highWater = Math.max(1, Math.min(highWater, Math.floor(mounted.maxDeltaBlocks / 2 / perPage)));
+    }
     const deltas: Deltas = new Deltas({
       cache,
       maxDeltas: settings.maxDeltas,
       fork: settings.fork,
-      highWater: Math.max(1, Math.floor(settings.highWater / settings.pageSize)),
-      firstDelta: 1,
+      highWater,
+      firstDelta: mounted.firstDelta,
+      journal: mounted.pipeline,
     });
     this.cache = cache;
     this.deltas = deltas;
@@ -134,13 +186,75 @@ export class Volume {
   }
 
   /**
-   * A volume over any BlockIo (a Device, or a test's stand-in). The volume
-   * owns it from here: `close()` closes it.
+   * An ordered-mode volume over the whole of any BlockIo (a Device, or a
+   * test's stand-in), without looking at what it holds. The volume owns it
+   * from here: `close()` closes it. For journal mode, use `mount`.
    */
   static over(device: BlockIo, options: VolumeOptions = {}): Volume {
     const settings = volumeSettings(options);
+    if (settings.journal === true) {
+      throw new BlockforkError('ERR_NOT_SUPPORTED', 'Volume.over opens ordered mode only: use Volume.mount for journal: true');
+    }
     checkGeometry(device, settings);
-    return new Volume(device, settings);
+    return new Volume(device, device, settings);
+  }
+
+  /**
+   * A volume over any BlockIo, as `open` makes one: it reads the superblock
+   * if there is one, formats or replays the journal as the options say, and
+   * refuses options that contradict what the device holds. `created`: the
+   * device is a file that was just created (journal mode formats it). The
+   * volume owns the device from here, but if this rejects, the caller still
+   * closes it.
+   */
+  static async mount(device: BlockIo, options: MountOptions = {}, created = false): Promise<Volume> {
+    volumeSettings(options);
+    const found = await findSuperblock(device, options.journal);
+    const format = options.format === true || (options.journal === true && found === undefined && created);
+    if (options.journal === false || (options.journal === undefined && !format && found === undefined)) {
+      if (found !== undefined) throw journaledVolume(device, found);
+      return Volume.over(device, options);
+    }
+    if (format) {
+      if (device.geometry.readOnly) throw new BlockforkError('ERR_READ_ONLY', `'${device.path}' is open read-only: it cannot be formatted`);
+      const settings = volumeSettings(options);
+      const logBlocks = settings.logSize === undefined ? undefined : settings.logSize / settings.blockSize;
+      const superblock = await formatVolume(device, { blockSize: settings.blockSize, logBlocks, overwrite: true });
+      return Volume.journaled(device, superblock, settings, new JournalWriter(device, superblock), 0);
+    }
+    if (found === undefined) {
+      throw new BlockforkError(
+        'ERR_NOT_A_VOLUME',
+        `'${device.path}' holds no blockfork volume: open it with format: true to format it (its contents are lost), or run blockfork format`,
+      );
+    }
+    const settings = volumeSettings(options, found);
+    if (device.geometry.readOnly) {
+      // Read-only never writes: the log is replayed in memory, over the blocks read from the device.
+      const replay = await replayInMemory(device);
+      const data = new ReplayedView(dataArea(device, found), found.blockSize, replay.blocks);
+      checkGeometry(data, settings);
+      return new Volume(device, data, settings, {
+        journaled: true,
+        firstDelta: replay.report.lastDelta + 1,
+        replayedDeltas: replay.report.deltas.length,
+      });
+    }
+    const { journal, report } = await JournalWriter.open(device);
+    return Volume.journaled(device, found, settings, journal, report.deltas.length);
+  }
+
+  private static journaled(device: BlockIo, superblock: Superblock, settings: Settings, journal: JournalWriter, replayedDeltas: number): Volume {
+    const data = dataArea(device, superblock);
+    checkGeometry(data, settings);
+    const pipeline = new JournalPipeline(journal);
+    return new Volume(device, data, settings, {
+      journaled: true,
+      firstDelta: pipeline.firstDelta,
+      replayedDeltas,
+      pipeline,
+      maxDeltaBlocks: journal.maxDeltaBlocks,
+    });
   }
 
   get closed(): boolean {
@@ -242,6 +356,7 @@ export class Volume {
       spaceWaits: cache.counters.spaceWaits,
       bytesWritten: deltas.counters.bytesWritten,
       writeoutMs: deltas.counters.writeoutMs,
+      journal: this.journal?.stats(),
     };
   }
 
@@ -265,7 +380,11 @@ export class Volume {
     }
     try {
       await this.deltas.quiesce();
-      await this.device.close();
+      try {
+        await this.journal?.close();
+      } finally {
+        await this.device.close();
+      }
     } finally {
       this.cache.release();
     }
@@ -298,25 +417,76 @@ export async function open(path: string, options: OpenOptions = {}): Promise<Vol
     queueDepth: options.queueDepth,
   });
   try {
-    return Volume.over(device, options);
+    return await Volume.mount(device, options, device.created);
   } catch (error) {
     await device.close();
     throw error;
   }
 }
 
-function volumeSettings(options: VolumeOptions): Settings {
+/** What mounting found and made: the journal stage and where the delta count resumes. */
+interface Mounted {
+  journaled: boolean;
+  firstDelta: number;
+  replayedDeltas: number;
+  pipeline?: JournalPipeline;
+  maxDeltaBlocks?: number;
+}
+
+/**
+ * The device's superblock, or undefined where it holds none. A damaged one
+ * is an error unless the caller asked for ordered mode (whose data may be
+ * anything, including bytes that look like half a superblock).
+ */
+async function findSuperblock(device: BlockIo, journal: boolean | undefined): Promise<Superblock | undefined> {
+  try {
+    return (await readSuperblock(device)).superblock;
+  } catch (error) {
+    if (error instanceof BlockforkError && (error.code === 'ERR_NOT_A_VOLUME' || journal === false)) return undefined;
+    throw error;
+  }
+}
+
+function dataArea(device: BlockIo, sb: Superblock): BlockIo {
+  return new BlockWindow(device, sb.dataStart * sb.blockSize, sb.blockCount * sb.blockSize);
+}
+
+function describeVolume(sb: Superblock): string {
+  return `a journaled blockfork volume (block size ${sb.blockSize}, ${sb.blockCount} data blocks, a log of ${sb.logBlocks} blocks)`;
+}
+
+function journaledVolume(device: BlockIo, sb: Superblock): BlockforkError {
+  return new BlockforkError(
+    'ERR_VOLUME_MISMATCH',
+    `'${device.path}' is ${describeVolume(sb)}: open it with journal: true (or leave journal unset); journal: false would write over its log`,
+  );
+}
+
+/** Checks the options; `volume`: what the device holds, which decides the block size. */
+function volumeSettings(options: MountOptions, volume?: Superblock): Settings {
   if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-  const journal = optionalBoolean(options.journal, 'journal', false);
-  const blockSize = powerOfTwo(options.blockSize, 'blockSize', DEFAULT_BLOCK_SIZE, 512, 1 << 20);
+  const journal = options.journal === undefined ? undefined : optionalBoolean(options.journal, 'journal', false);
+  const format = optionalBoolean(options.format, 'format', false);
+  if (format && journal === false) throw new RangeError('format: true formats a journaled volume: it cannot go with journal: false');
+  let blockSize = powerOfTwo(options.blockSize, 'blockSize', DEFAULT_BLOCK_SIZE, 512, 1 << 20);
+  if (volume !== undefined) {
+    if (options.blockSize !== undefined && options.blockSize !== volume.blockSize) {
+      throw new BlockforkError('ERR_VOLUME_MISMATCH', `the volume is ${describeVolume(volume)}: blockSize ${options.blockSize} contradicts it`);
+    }
+    blockSize = volume.blockSize;
+  }
   const pageSize = powerOfTwo(options.pageSize, 'pageSize', Math.max(DEFAULT_PAGE_SIZE, blockSize), 512, 1 << 20);
   if (blockSize > pageSize) throw new RangeError(`blockSize (${blockSize}) must not exceed pageSize (${pageSize})`);
   const cacheSize = integer(options.cacheSize, 'cacheSize', DEFAULT_CACHE_SIZE, pageSize, Number.MAX_SAFE_INTEGER);
   const highWater = integer(options.highWater, 'highWater', Math.floor(cacheSize / 2), pageSize, Number.MAX_SAFE_INTEGER);
   const maxDeltas = integer(options.maxDeltas, 'maxDeltas', DEFAULT_MAX_DELTAS, 1, MAX_MAX_DELTAS);
   const fork = optionalBoolean(options.fork, 'fork', true);
-  if (journal) throw new BlockforkError('ERR_NOT_SUPPORTED', 'journal: true is not yet supported (issue 4); open with journal: false');
-  return { blockSize, pageSize, cacheSize, highWater, maxDeltas, fork };
+  let logSize: number | undefined;
+  if (options.logSize !== undefined) {
+    logSize = integer(options.logSize, 'logSize', 0, MIN_LOG_BLOCKS * blockSize, Number.MAX_SAFE_INTEGER);
+    if (logSize % blockSize !== 0) throw new RangeError(`logSize must be a multiple of blockSize (${blockSize}), got ${logSize}`);
+  }
+  return { journal, format, logSize, blockSize, pageSize, cacheSize, highWater, maxDeltas, fork };
 }
 
 function checkGeometry(device: BlockIo, settings: Settings): void {

@@ -140,11 +140,13 @@ describe('Volume: the public face (real Device, O_DIRECT temp file)', () => {
       });
     }
 
-    it('open(): options not an object, and journal: true (not yet supported: issue 4)', async () => {
+    it('open(): options not an object, journal or format not a boolean, logSize out of range', async () => {
       const path = temp.file();
       await assert.rejects(open(path, null as unknown as OpenOptions), { name: 'TypeError', message: /options must be an object/ });
-      await assert.rejects(open(path, { size: MiB, journal: true }), { name: 'BlockforkError', code: 'ERR_NOT_SUPPORTED' });
-      assert.equal(fs.existsSync(path), false);
+      await assert.rejects(open(path, { size: MiB, journal: 1 as unknown as boolean }), { name: 'TypeError', message: /journal must be a boolean/ });
+      await assert.rejects(open(path, { size: MiB, format: 'yes' as unknown as boolean }), { name: 'TypeError', message: /format must be a boolean/ });
+      await assert.rejects(open(path, { size: MiB, journal: true, logSize: 4096 }), { name: 'RangeError', message: /logSize must be an integer from 32768/ });
+      assert.equal(fs.existsSync(path), false, 'nothing was created');
     });
 
     it('a blockSize below the device sector size', () => {

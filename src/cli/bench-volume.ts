@@ -1,7 +1,11 @@
-import { BlockforkError } from '../io/errors';
+import { Device } from '../io/device';
+import { Slab } from '../io/slab';
 import { open, type OpenOptions, type Volume } from '../volume';
 import { Prng } from './prng';
-import { NotAvailable, type Target } from './subject';
+import type { Target } from './subject';
+
+/** Bytes at the start of a device that hold a journaled volume's superblocks (blocks 0 and 1 of at most 64 KiB). */
+const SUPERBLOCK_SPAN = 128 << 10;
 
 /**
  * The volume a cache workload runs on: the bench's target opened as a user
@@ -11,16 +15,41 @@ import { NotAvailable, type Target } from './subject';
 export type Mode = 'ordered' | 'journal';
 
 /**
- * Opens the target in `mode`. When open() refuses the mode as not built yet
- * (ERR_NOT_SUPPORTED: the journal, issue 4), the run is not available rather
- * than failed; any other error fails the bench.
+ * Opens the target in `mode`. The bench owns the target (it has passed the
+ * safety checks, and every workload writes over it): journal mode formats it
+ * afresh, and ordered mode first wipes the superblocks a journal run left,
+ * which ordered mode would otherwise refuse to write over.
  */
 export async function openVolume(target: Target, mode: Mode, options: OpenOptions = {}): Promise<Volume> {
+  if (mode === 'journal') return open(target.path, { ...options, journal: true, format: true, logSize: benchLogSize(target) });
+  await wipeSuperblocks(target.path);
+  return open(target.path, { ...options, journal: false });
+}
+
+/**
+ * The log a journal run formats: the default (an eighth of the region, at
+ * most 64 MiB), but at least 4 MiB, so that a change of 256 blocks (as the
+ * stream and random workloads make) fits in the log of a small --quick
+ * target.
+ */
+function benchLogSize(target: Target): number {
+  const MiB = 1 << 20;
+  return Math.max(4 * MiB, Math.min(64 * MiB, Math.floor(target.region / 8 / MiB) * MiB));
+}
+
+/** Zeroes the first 128 KiB, where both superblock copies lie whatever the block size. */
+async function wipeSuperblocks(path: string): Promise<void> {
+  const device = await Device.open(path);
+  const slab = Slab.alloc(SUPERBLOCK_SPAN, 1);
   try {
-    return await open(target.path, { ...options, journal: mode === 'journal' });
-  } catch (error) {
-    if (error instanceof BlockforkError && error.code === 'ERR_NOT_SUPPORTED') throw new NotAvailable(`not available: ${error.message}`);
-    throw error;
+    const span = Math.min(SUPERBLOCK_SPAN, Math.floor(device.geometry.size / device.geometry.logicalSectorSize) * device.geometry.logicalSectorSize);
+    if (span > 0) {
+      await device.run([{ op: 'write', offset: 0, buffers: [Buffer.from(slab.memory, 0, span)] }]);
+      await device.flush();
+    }
+  } finally {
+    slab.release();
+    await device.close();
   }
 }
 

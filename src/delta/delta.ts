@@ -28,10 +28,26 @@
  *   FAILED    Not durable and never will be: `commit()` rejects with the
  *             system error, as does every later delta's; the volume refuses
  *             new changes.
+ *
+ * With a journal (`journal: true`) a delta is durable once it is in the log,
+ * and its home writes come after:
+ *
+ *   WRITING ──images, descriptor and commit record in the log, flushed, and
+ *             the delta before it LOGGED──▶ LOGGED
+ *   LOGGED ──home writes completed (after the earlier delta's)──▶ AT_HOME
+ *   WRITING, LOGGED ──a write or flush failed──▶ FAILED
+ *
+ *   LOGGED    Durable (G3, G4): `commit()` resolves. Its pages stay frozen:
+ *             the home writes read the same images the log holds, so the
+ *             front end still forks rather than waits.
+ *   AT_HOME   Its blocks are CLEAN, its frozen pages freed, its slot free.
+ *             A checkpoint may now free its log space. A failure here no
+ *             longer undoes the commit (replay on open finishes it) but
+ *             fails the volume like any other.
  */
 import type { Mapping } from '../cache/mapping';
 
-export type DeltaState = 'open' | 'closing' | 'writing' | 'flushing' | 'durable' | 'failed';
+export type DeltaState = 'open' | 'closing' | 'writing' | 'flushing' | 'durable' | 'logged' | 'at-home' | 'failed';
 
 function ignore(): void {}
 
@@ -79,14 +95,27 @@ export class Delta {
     if (mapping.dirty[this.slot].length === 1) this.mappings.push(mapping);
   }
 
+  /** Its home writes completed: FLUSHING (ordered mode), or AT_HOME after LOGGED (journal). */
   markWritten(): void {
-    this.state = 'flushing';
+    this.state = this.state === 'logged' ? 'at-home' : 'flushing';
     this.resolveWritten();
   }
 
+  /** Flushed, and every earlier delta durable (ordered mode). */
   markDurable(): void {
     this.state = 'durable';
     this.resolveDurable();
+  }
+
+  /** In the log, durable, and every earlier delta too (journal); home writes follow. */
+  markLogged(): void {
+    this.state = 'logged';
+    this.resolveDurable();
+  }
+
+  /** Its home writes have not completed: its blocks stay dirty and its frozen pages pinned until they do. */
+  get homeWritesPending(): boolean {
+    return this.state === 'writing' || this.state === 'logged';
   }
 
   fail(error: Error): void {

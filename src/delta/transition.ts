@@ -52,7 +52,7 @@ export class Deltas {
   };
   /** The open delta. */
   current: Delta;
-  /** Closed deltas not yet durable or failed, oldest first. */
+  /** Closed deltas whose writeout has not finished (not yet durable, or with a journal not yet at home), oldest first. */
   readonly inFlight: Delta[] = [];
   /** The last delta that became durable (the one before the first, at first). */
   durable: number;
@@ -126,7 +126,7 @@ export class Deltas {
    * when none is writing and waiting could only deadlock.
    */
   whenWritten(): Promise<void> | undefined {
-    const writing = this.inFlight.find((delta) => delta.state === 'writing');
+    const writing = this.inFlight.find((delta) => delta.homeWritesPending);
     return writing?.written.catch(() => undefined);
   }
 
@@ -148,15 +148,19 @@ export class Deltas {
   }
 
   private async write(delta: Delta, previous: Delta | undefined): Promise<void> {
-    try {
-      await writeout(delta, previous, this.cache, this.counters, this.journal);
-      if (delta.failure) {
-        this.error ??= delta.failure;
-      } else {
+    // Registered before commit() awaits the same promise, so `durable` is current when it resumes.
+    delta.durable.then(
+      () => {
         // Durable in order (G4): writeout waited for the earlier delta.
         assert.ok(deltaBefore(this.durable, delta.number), `delta ${delta.number} became durable after delta ${this.durable}`);
         this.durable = delta.number;
-      }
+      },
+      () => undefined,
+    );
+    try {
+      // With a journal this returns after the home writes, which come after durability.
+      await writeout(delta, previous, this.cache, this.counters, this.journal);
+      if (delta.failure) this.error ??= delta.failure;
     } finally {
       this.inFlight.splice(this.inFlight.indexOf(delta), 1);
       const waiters = this.departureWaiters;

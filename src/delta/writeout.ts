@@ -18,15 +18,20 @@ export interface DirtyBlock {
 }
 
 /**
- * Where the journal (`journal: true`, issue 4) slots into the writeout:
- * given the delta's blocks sorted by home, it writes their images and a
- * commit record to the log and flushes, before any home write, so that
- * replay can finish a delta whose home writes a crash cut short. The images
- * do not change until the home writes complete (they are frozen pages, or
- * pages the front end forks before writing).
+ * What the writeout needs of a journal (`journal: true`): the volume adapts
+ * the journal layer to it. Blocks come sorted by home; their images do not
+ * change until the home writes complete (they are frozen pages, or pages the
+ * front end forks before writing).
  */
 export interface JournalStage {
+  /** Throws when a delta of `count` blocks can never fit in the log. */
+  checkDeltaSize(delta: number, count: number): void;
+  /** Resolves once the images and a commit record are durable in the log, and every earlier delta's. */
   log(delta: number, blocks: readonly DirtyBlock[]): Promise<void>;
+  /** Writes the images to their homes (after `log` resolved). */
+  writeHome(blocks: readonly DirtyBlock[]): Promise<void>;
+  /** The home writes of `delta` and of every delta before it have completed: its log space may be checkpointed. */
+  homeWritten(delta: number): void;
 }
 
 export interface WriteoutCounters {
@@ -37,16 +42,26 @@ export interface WriteoutCounters {
 }
 
 /**
- * The writeout of one closed delta, in the order its states (delta.ts) name:
+ * The writeout of one closed delta, in the order its states (delta.ts) name.
  *
+ * Ordered mode:
  *   1. wait until the earlier delta's home writes have completed;
  *   2. collect: map each dirty block to its physical block, sort, coalesce
  *      contiguous blocks into runs, each a vectored write;
- *   3. the journal stage, if any;
- *   4. home writes: every run in one batch (the engine keeps its queue full);
- *   5. written: blocks CLEAN, frozen pages freed, slot free;
- *   6. flush, then wait for the earlier delta to be durable;
- *   7. durable.
+ *   3. home writes: every run in one batch (the engine keeps its queue full);
+ *   4. written: blocks CLEAN, frozen pages freed, slot free;
+ *   5. flush, then wait for the earlier delta to be durable;
+ *   6. durable.
+ *
+ * With a journal:
+ *   1. collect (the log does not wait for the earlier delta's home writes:
+ *      appends are serial in the journal, in delta order);
+ *   2. log: images, descriptor, commit record, flush;
+ *   3. wait for the earlier delta to be logged: logged, `commit()` resolves;
+ *   4. wait until the earlier delta's home writes have completed (so that a
+ *      block both wrote ends with the later image), then home writes;
+ *   5. written: blocks CLEAN, frozen pages freed, slot free; the journal may
+ *      checkpoint it.
  *
  * It never rejects: a failure (its own, or the earlier delta's) fails the
  * delta with the error.
@@ -61,9 +76,12 @@ export async function writeout(
   const start = performance.now();
   try {
     delta.state = 'writing';
+    if (journal) {
+      await journaledWriteout(delta, previous, cache, counters, journal, start);
+      return;
+    }
     if (previous) await previous.written;
     const blocks = await collect(delta, cache);
-    if (journal && blocks.length > 0) await journal.log(delta.number, blocks);
     const requests = runs(blocks, cache.blockSize);
     if (requests.length > 0) await cache.device.run(requests);
     for (const mapping of delta.mappings) cache.written(mapping, delta.slot);
@@ -77,6 +95,32 @@ export async function writeout(
   } catch (error) {
     delta.fail(error instanceof Error ? error : new Error(String(error)));
   }
+}
+
+async function journaledWriteout(
+  delta: Delta,
+  previous: Delta | undefined,
+  cache: Cache,
+  counters: WriteoutCounters,
+  journal: JournalStage,
+  start: number,
+): Promise<void> {
+  const blocks = await collect(delta, cache);
+  if (blocks.length > 0) {
+    journal.checkDeltaSize(delta.number, blocks.length);
+    await journal.log(delta.number, blocks);
+  }
+  if (previous) await previous.durable;
+  counters.deltasCommitted++;
+  counters.writeoutMs += performance.now() - start;
+  delta.markLogged();
+  if (previous) await previous.written;
+  if (blocks.length > 0) await journal.writeHome(blocks);
+  for (const mapping of delta.mappings) cache.written(mapping, delta.slot);
+  // Counted once at home: each block also went to the log, which the journal counts.
+  counters.bytesWritten += blocks.length * cache.blockSize;
+  delta.markWritten();
+  journal.homeWritten(delta.number);
 }
 
 /** The delta's dirty blocks, mapped to their homes and sorted by them. */
