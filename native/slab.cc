@@ -56,6 +56,33 @@ bool IsWholeNumber(const Napi::Value& value, double min, double max, double* out
   return true;
 }
 
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Anonymous memory for a slab. A slab of whole 2 MiB units is placed on a
+// 2 MiB boundary (map 2 MiB more, unmap the slack on both sides) and marked
+// MADV_HUGEPAGE: where transparent huge pages are enabled (even "madvise"
+// only), it is backed by huge pages, so that the first touch of its memory
+// costs one fault per 2 MiB instead of one per 4 KiB (on a virtual machine,
+// several microseconds each), and O_DIRECT pins fewer pages. The hint may be
+// refused (THP off, an old kernel): ordinary pages then, nothing else changes.
+void* MapSlab(size_t bytes) {
+  const int prot = PROT_READ | PROT_WRITE;
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+  if (bytes % kHugePage != 0) return mmap(nullptr, bytes, prot, flags, -1, 0);
+  void* raw = mmap(nullptr, bytes + kHugePage, prot, flags, -1, 0);
+  if (raw == MAP_FAILED) return raw;
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + kHugePage - 1) & ~(kHugePage - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + bytes + kHugePage;
+  if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+  void* memory = reinterpret_cast<void*>(aligned);
+#ifdef MADV_HUGEPAGE
+  madvise(memory, bytes, MADV_HUGEPAGE);
+#endif
+  return memory;
+}
+
 // allocSlab(byteLength): a multiple of the system page size, up to 1 TiB.
 Napi::Value AllocSlab(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -66,7 +93,7 @@ Napi::Value AllocSlab(const Napi::CallbackInfo& info) {
                                          std::to_string(SystemPageSize()) + ")");
   }
   size_t bytes = static_cast<size_t>(length);
-  void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* memory = MapSlab(bytes);
   if (memory == MAP_FAILED) {
     throw Napi::Error::New(env, std::string("allocSlab: mmap of ") + std::to_string(bytes) +
                                     " bytes failed: " + std::strerror(errno));
