@@ -101,3 +101,24 @@ describe('bench refuses to destroy data without --force', function () {
     assert.match(errorLine(refused.stderr), /it holds a xfs signature \('XFSB' at byte 0\)/);
   });
 });
+
+describe('bench and blockfork volumes', function () {
+  this.timeout(120_000);
+  let temp: { dir: string; remove: () => void };
+  before(async () => {
+    buildCli();
+    temp = await makeTempDir();
+  });
+  after(() => temp?.remove());
+
+  it('a file holding a blockfork volume: refused without --force, and left intact', function () {
+    const file = path.join(temp.dir, 'volume.img');
+    const formatted = runCli(['format', file, '--size', '8M']);
+    assert.equal(formatted.status, 0, formatted.stderr);
+    const before = fs.readFileSync(file);
+    const refused = runCli(['bench', file, '--quick', '--size', '8M']);
+    assert.equal(refused.status, 1);
+    assert.match(errorLine(refused.stderr), /refusing to write on .*volume\.img: it holds a blockfork volume \(block size 4096, \d+ data blocks\); pass --force/);
+    assert.ok(fs.readFileSync(file).equals(before), 'the refused bench wrote nothing');
+  });
+});

@@ -38,7 +38,7 @@ function benchLogSize(target: Target): number {
 }
 
 /** Zeroes the first 128 KiB, where both superblock copies lie whatever the block size. */
-async function wipeSuperblocks(path: string): Promise<void> {
+export async function wipeSuperblocks(path: string): Promise<void> {
   const device = await Device.open(path);
   const slab = Slab.alloc(SUPERBLOCK_SPAN, 1);
   try {

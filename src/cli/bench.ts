@@ -1,7 +1,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Device } from '../io/device';
+import { BlockforkError } from '../io/errors';
+import { readSuperblock } from '../journal/superblock';
 import { renderBench } from './bench-table';
+import { wipeSuperblocks } from './bench-volume';
 import { comparisons, FULL_SCALE, QUICK_SCALE, type Entry } from './comparisons';
 import { CliError } from './failure';
 import { fioVersion, FIO_MISSING } from './fio';
@@ -102,6 +105,9 @@ export async function bench(pathArgument: string | undefined, options: BenchOpti
       }
     }
     progress.show(done, 'done');
+    // Journal runs format the target: leave no superblock behind, or the next bench on it
+    // (and any tool that looks for signatures) would take it for a blockfork volume.
+    await wipeSuperblocks(target.path);
   } finally {
     progress.stop();
     scratch?.remove();
@@ -145,11 +151,29 @@ async function existingTarget(path: string, options: BenchOptions, defaultSize: 
   checkWritable(path, options.force);
   const device = await Device.open(path, { readOnly: true, engine: 'threads', queueDepth: 1 });
   const size = device.geometry.size;
-  await device.close();
+  try {
+    if (!options.force) await refuseVolume(device);
+  } finally {
+    await device.close();
+  }
   if (options.size !== undefined && options.size > size) {
     throw new CliError(`--size ${formatBytes(options.size)} is more than ${path} holds (${formatBytes(size)})`);
   }
   const region = options.size ?? Math.floor(Math.min(size, defaultSize) / REGION_UNIT) * REGION_UNIT;
   if (region === 0) throw new CliError(`${path} holds ${formatBytes(size)}: the bench needs at least ${formatBytes(REGION_UNIT)}`);
   return { info: { path, kind: stats.isBlockDevice() ? 'block device' : 'file' }, region };
+}
+
+/** A blockfork volume is someone's data too: the bench writes over it only with --force. */
+async function refuseVolume(device: Device): Promise<void> {
+  let what: string;
+  try {
+    const { superblock: sb } = await readSuperblock(device);
+    what = `a blockfork volume (block size ${sb.blockSize}, ${sb.blockCount} data blocks)`;
+  } catch (error) {
+    if (!(error instanceof BlockforkError)) throw error;
+    if (error.code === 'ERR_NOT_A_VOLUME') return;
+    what = `a damaged blockfork volume (${error.message})`;
+  }
+  throw new CliError(`refusing to write on ${device.path}: it holds ${what}; pass --force to overwrite it`);
 }

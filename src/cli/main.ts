@@ -6,7 +6,9 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { bench, type BenchOptions } from './bench';
+import { checkCommand } from './check';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './failure';
+import { formatCommand } from './format';
 import { info } from './info';
 import { formatBytes, parseBytes } from './units';
 import { REGION_UNIT } from './workloads';
@@ -47,6 +49,9 @@ function program(): Command {
     .argument('<path>', 'a block device or a file')
     .option('--json', 'print the report as JSON on stdout', false)
     .action((path: string, options: { json: boolean }) => info(path, options));
+
+  root.addCommand(formatCommand());
+  root.addCommand(checkCommand());
 
   // Every subcommand reports usage errors through the root's exit override.
   for (const command of root.commands) command.exitOverride();
