@@ -7,7 +7,8 @@
  * deltas (lock, blockdirty and fork, writeout), and raw I/O (Device, Slab).
  */
 export { open, Volume } from './volume';
-export type { OpenOptions, VolumeOptions, MappingOptions, VolumeStats } from './volume';
+export type { OpenOptions, MountOptions, VolumeOptions, MappingOptions, VolumeStats } from './volume';
+export type { JournalStats } from './journal/checkpoints';
 export { Change } from './delta/change';
 
 export { Cache } from './cache/cache';
