@@ -279,6 +279,9 @@ export class Volume {
     if (!lock.tryShared()) await lock.shared();
     const tx = new Change(this.deltas, this.deltas.current);
     try {
+      // After the lock: the order of calls, not the turn, decides the delta.
+      const turn = this.deltas.turnIfOverdue();
+      if (turn) await turn;
       this.checkWritable();
       return await fn(tx);
     } finally {

@@ -255,3 +255,35 @@ describe('delta transitions and the writeout pipeline', () => {
     cache.release();
   });
 });
+
+describe('the event loop turns while writeout is in flight', function () {
+  this.timeout(60_000);
+  let temp: TempDir;
+  before(() => (temp = new TempDir()));
+  after(() => temp.remove());
+
+  // Completions come in on the event loop. A change whose blocks are all cached never waits for
+  // I/O: without a turn of the loop now and then, a commit in flight could never complete while it runs.
+  it('a long change of cached blocks lets an earlier commit complete before it ends', async () => {
+    const { vol } = await realVolume(temp, 4 << 20);
+    try {
+      await vol.change(async (tx) => {
+        for (let b = 0; b < 64; b++) (await tx.write(b)).fill(1);
+      });
+      let durable = false;
+      const commit = vol.commit().then(() => (durable = true));
+      const deadline = Date.now() + 10_000;
+      let writes = 0;
+      await vol.change(async (tx) => {
+        // Block 100 is dirty in this delta after the first write: every later write is in place.
+        while (!durable && Date.now() < deadline) {
+          (await tx.write(100)).writeUInt32LE(writes++, 0);
+        }
+      });
+      assert.equal(durable, true, `the commit did not complete during a change of ${writes} cached writes`);
+      await commit;
+    } finally {
+      await vol.close();
+    }
+  });
+});

@@ -91,9 +91,18 @@ export class Change implements Writer {
       this.check();
       const target = this.deltas.cache.target(mapping);
       target.checkBlock(block);
+      // A long change of cached blocks would keep the event loop from turning while a writeout needs it.
+      const turn = this.deltas.turnIfOverdue();
+      if (turn) return turn.then(() => this.dirtyChecked(target, block, overwrite));
       return Promise.resolve(blockdirty(this.deltas, this, target, block, overwrite));
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** After a turn of the loop: the change may have ended, or the volume failed, meanwhile. */
+  private dirtyChecked(target: Mapping, block: number, overwrite: boolean): Promise<Buffer> | Buffer {
+    this.check();
+    return blockdirty(this.deltas, this, target, block, overwrite);
   }
 }

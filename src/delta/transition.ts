@@ -3,6 +3,7 @@ import type { Cache } from '../cache/cache';
 import type { Mapping } from '../cache/mapping';
 import { Delta } from './delta';
 import { DeltaLock } from './lock';
+import { LoopTurns } from './loop-turns';
 import { deltaBefore, nextDelta, slotOf } from './number';
 import { writeout, type JournalStage, type WriteoutCounters } from './writeout';
 
@@ -61,6 +62,7 @@ export class Deltas {
   private readonly journal: JournalStage | undefined;
   private error: Error | undefined;
   private autoPending = false;
+  private readonly loopTurns = new LoopTurns();
   /** Those waiting for a delta to leave the pipeline (a place in flight, or quiescence). */
   private departureWaiters: (() => void)[] = [];
 
@@ -72,6 +74,16 @@ export class Deltas {
     this.journal = options.journal;
     this.current = new Delta(options.firstDelta >>> 0, slotOf(options.firstDelta, this.cache.slotCount));
     this.durable = (options.firstDelta - 1) >>> 0;
+  }
+
+  /**
+   * While deltas are being written: a promise to await (a turn of the event
+   * loop, not a wait on the device) when the loop is overdue for a turn, so
+   * that the engines can take completions and submit what is queued
+   * (loop-turns.ts). Undefined when nothing need wait.
+   */
+  turnIfOverdue(): Promise<void> | undefined {
+    return this.inFlight.length > 0 ? this.loopTurns.overdue() : undefined;
   }
 
   /** The first write or flush error: every later commit rejects with it. */
