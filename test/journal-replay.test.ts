@@ -331,11 +331,15 @@ describe('journal: append and replay', () => {
     });
 
     it('G6: a failed flush fails that delta with the system error, and every later one', async () => {
-      const d = await device();
-      await formatVolume(d, { blockSize: B, logBlocks: 16 });
+      const d = await Device.open(join(dir, 'flush.img'), { size: 2 << 20 });
+      open.push(d);
+      await formatVolume(d, { blockSize: B, logBlocks: 1100 });
       const failing = new FailingFlush(d);
       const journal = new JournalWriter(failing, (await readSuperblock(d)).superblock);
-      await assert.rejects(journal.appendDelta(1, images(1, [1])), { code: 'EIO', syscall: 'fdatasync' });
+      // More buffers than one request takes: two requests and a flush (a one-request delta is
+      // written with RWF_DSYNC instead, and a failure there is the write's).
+      const many = Array.from({ length: 1030 }, (_, i) => i);
+      await assert.rejects(journal.appendDelta(1, images(1, many)), { code: 'EIO', syscall: 'fdatasync' });
       await assert.rejects(journal.appendDelta(2, images(2, [1])), { code: 'ERR_JOURNAL_FAILED', message: /failed \(EIO: .*reopen the volume to replay/ });
       await assert.rejects(journal.checkpoint(1), { code: 'ERR_JOURNAL_FAILED' });
       assert.equal(journal.lastDurableDelta, 0);

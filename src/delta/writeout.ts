@@ -50,7 +50,8 @@ export interface WriteoutCounters {
  *      contiguous blocks into runs, each a vectored write;
  *   3. home writes: every run in one batch (the engine keeps its queue full);
  *   4. written: blocks CLEAN, frozen pages freed, slot free;
- *   5. flush, then wait for the earlier delta to be durable;
+ *   5. flush (a delta of one run wrote it with RWF_DSYNC instead), then wait
+ *      for the earlier delta to be durable;
  *   6. durable.
  *
  * With a journal:
@@ -82,12 +83,16 @@ export async function writeout(
     }
     if (previous) await previous.written;
     const blocks = await collect(delta, cache);
-    const requests = runs(blocks, cache.blockSize);
+    let requests = runs(blocks, cache.blockSize);
+    // One request: write it durable (RWF_DSYNC), one round trip instead of a write and a flush.
+    // Several: each would flush on its own, and a flush covers only what completed before it.
+    const durableWrite = requests.length === 1;
+    if (durableWrite) requests = [{ ...requests[0], dsync: true }];
     if (requests.length > 0) await cache.device.run(requests);
     for (const mapping of delta.mappings) cache.written(mapping, delta.slot);
     delta.markWritten();
     counters.bytesWritten += blocks.length * cache.blockSize;
-    if (requests.length > 0) await cache.device.flush();
+    if (requests.length > 0 && !durableWrite) await cache.device.flush();
     if (previous) await previous.durable;
     counters.deltasCommitted++;
     counters.writeoutMs += performance.now() - start;

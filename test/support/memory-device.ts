@@ -56,7 +56,11 @@ export class MemoryDevice implements BlockIo {
       for (const b of r.buffers) {
         const bytes = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
         if (r.op === 'read') this.volatile.copy(bytes, 0, offset, offset + b.byteLength);
-        else bytes.copy(this.volatile, offset);
+        else {
+          bytes.copy(this.volatile, offset);
+          // RWF_DSYNC: durable when it completes.
+          if (r.dsync) bytes.copy(this.durable, offset);
+        }
         offset += b.byteLength;
       }
       return { bytes: offset - r.offset };

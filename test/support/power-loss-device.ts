@@ -10,8 +10,9 @@
  *     there, applied in a random order (the disk may reorder);
  *   - one more of them is torn: only a random subset of its sectors landed.
  *
- * Writes with `dsync` are treated like any other (possibly lost until a
- * flush): stricter than a real device, which the journal does not rely on.
+ * A write with `dsync` (RWF_DSYNC) is durable once it has completed: it is
+ * recorded as a flush of that write alone (a real device's flush would also
+ * keep the other writes completed by then: the double is the stricter).
  * One recorded run thus yields as many crash states as a test asks for.
  */
 import type { Geometry } from '../../src/io/geometry';
@@ -29,6 +30,8 @@ interface FlushEvent {
   readonly kind: 'flush';
   /** Writes that had completed when the flush was issued: durable once it returned. */
   readonly durable: readonly number[];
+  /** The completion of a write with RWF_DSYNC, which made that write alone durable. */
+  readonly dsync?: boolean;
 }
 
 /** A point of the workload's own (an acknowledged delta, say), to know what a crash there must preserve. */
@@ -98,7 +101,9 @@ export class PowerLossDevice implements BlockIo {
     const results = await this.inner.submit(requests);
     results.forEach((result, i) => {
       const id = ids[i];
-      if (id !== undefined && result.error === undefined) this.completed.add(id);
+      if (id === undefined || result.error !== undefined) return;
+      if (requests[i].dsync) this.events.push({ kind: 'flush', durable: [id], dsync: true });
+      else this.completed.add(id);
     });
     return results;
   }

@@ -15,7 +15,7 @@ export type DeviceEvent = { readonly kind: 'batch'; readonly batch: number } | {
  * them, and it logs batches and flushes in the order they completed. The
  * tests compare those images with the model's snapshot of each delta (G1)
  * and check a flush followed them before the delta was reported durable
- * (G3).
+ * (G3); a batch written with RWF_DSYNC counts as flushed.
  */
 export class Recorder implements BlockIo {
   readonly batches: Batch[] = [];
@@ -58,6 +58,8 @@ export class Recorder implements BlockIo {
     }
     this.events.push({ kind: 'batch', batch: this.batches.length });
     this.batches.push({ blocks });
+    // Writes with RWF_DSYNC were durable when they completed: as good as a flush after them.
+    if (writes.every((w) => w.dsync === true)) this.events.push({ kind: 'flush' });
   }
 
   async flush(): Promise<void> {
