@@ -175,6 +175,32 @@ describe('delta transitions and the writeout pipeline', () => {
     assert.deepEqual([device.writes, device.flushes], [writes, flushes], 'an empty delta costs no I/O');
   });
 
+  it('a delta of one run is written with RWF_DSYNC and no flush; a delta of several runs is flushed', async () => {
+    const { vol, device } = await volume();
+    const dsyncWrites: boolean[] = [];
+    const submit = device.submit.bind(device);
+    device.submit = (requests) => {
+      for (const r of requests) if (r.op === 'write') dsyncWrites.push(r.dsync === true);
+      return submit(requests);
+    };
+    await vol.change(async (tx) => {
+      for (const b of [4, 5, 6]) (await tx.write(b)).fill(1);
+    });
+    let flushes = device.flushes;
+    await vol.commit();
+    assert.deepEqual(dsyncWrites, [true], 'one contiguous run: one durable write');
+    assert.equal(device.flushes, flushes, 'and no flush');
+    dsyncWrites.length = 0;
+    await vol.change(async (tx) => {
+      for (const b of [1, 9]) (await tx.write(b)).fill(2);
+    });
+    flushes = device.flushes;
+    await vol.commit();
+    assert.deepEqual(dsyncWrites, [false, false], 'two runs: plain writes');
+    assert.equal(device.flushes, flushes + 1, 'then one flush');
+    await vol.close();
+  });
+
   it('starts a transition by itself when a delta passes the high-water mark', async () => {
     const { vol, path } = await volume({ cacheSize: 64 * BLOCK, highWater: 8 * BLOCK });
     for (let b = 0; b < 20; b++) await vol.change(async (tx) => (await tx.write(b)).fill(b + 1));
