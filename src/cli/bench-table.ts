@@ -66,8 +66,8 @@ const HOW = [
   '  raw: a write then fdatasync, awaited. Latency is the change and its commit; fio\'s is not shown (its clat leaves out the fsync).',
   'hot set: 1024 blocks rewritten in order, 64 tx.write per change, while commit() is called again as soon as it resolves (fork,',
   '  fork: false) or never (no commits). Latency is each `await tx.write()`, from an HDR histogram.',
-  'in memory: tx.write of a block already dirty in the open delta; forks while the previous delta is written (timed inside the',
-  '  rewriting change); JS heap (process.memoryUsage().heapUsed, after a full gc) per clean page cached by vol.read.',
+  'in memory: tx.write of a block already dirty in the open delta; forks while the previous delta is written (1 / the median',
+  '  time of a forking tx.write); JS heap (process.memoryUsage().heapUsed, after a full gc) per clean page cached by vol.read.',
 ];
 
 function formatRate(value: number): string {
