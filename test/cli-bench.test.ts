@@ -91,6 +91,9 @@ describe('blockfork bench', function () {
     positive(rowOf(report, 'memory', 'tx.write, dirty in this delta').opsPerSecond, 'rewrites/s');
     positive(rowOf(report, 'memory', 'fork').opsPerSecond, 'forks/s');
     positive(rowOf(report, 'memory', 'JS heap per cached page').value, 'heap bytes per page');
+    const replay = rowOf(report, 'replay', 'replay of a full log');
+    positive(replay.mbPerSecond, 'replay MB/s');
+    assert.match(replay.note ?? '', /ms per MB of log: \d+ deltas of 256 blocks/);
     // The journal: measured once open() takes journal: true, until then a row that says why not.
     for (const comparison of ['sequential', 'random', 'commits']) {
       const row = rowOf(report, comparison, 'cache, journal');

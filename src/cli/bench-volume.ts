@@ -32,7 +32,7 @@ export async function openVolume(target: Target, mode: Mode, options: OpenOption
  * stream and random workloads make) fits in the log of a small --quick
  * target.
  */
-function benchLogSize(target: Target): number {
+export function benchLogSize(target: Target): number {
   const MiB = 1 << 20;
   return Math.max(4 * MiB, Math.min(64 * MiB, Math.floor(target.region / 8 / MiB) * MiB));
 }

@@ -4,6 +4,7 @@ import type { Goal } from './goals';
 import { hotSetSubject, HOT_SET_NAMES } from './hot-set';
 import { forkSubject, heapSubject, rewriteSubject } from './in-memory';
 import { rawEngineSubject, rawSyncSubject } from './raw-engine';
+import { replaySubject } from './replay-time';
 import type { Subject } from './subject';
 import { RANDOM_WRITE, SEQUENTIAL_WRITE } from './workloads';
 
@@ -99,6 +100,11 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(hotSetSubject('stable', seconds), [], 'p99'),
         entry(hotSetSubject('idle', seconds), [], 'p99'),
       ],
+    },
+    {
+      id: 'replay',
+      title: 'journal replay',
+      entries: [entry(replaySubject())],
     },
     {
       id: 'memory',
