@@ -75,6 +75,7 @@ export class JournalPipeline {
       checkpointedDelta: this.journal.checkpointedDelta,
       checkpoints: this.checkpointsTaken,
       logFullWaits: this.pressureWaits,
+      logFullWaitMs: this.journal.waitedForSpaceMs,
     };
   }
 
@@ -113,4 +114,6 @@ export interface JournalStats {
   readonly checkpoints: number;
   /** Times an append waited for log space (backpressure). */
   readonly logFullWaits: number;
+  /** Milliseconds appends waited for log space, summed. */
+  readonly logFullWaitMs: number;
 }

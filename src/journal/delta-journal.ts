@@ -57,6 +57,8 @@ export interface DeltaJournal {
   readonly lastDurableDelta: number;
   /** The first error that failed the journal, if any. */
   readonly failure: Error | undefined;
+  /** Milliseconds appends have spent waiting for log space (backpressure), summed. */
+  readonly waitedForSpaceMs: number;
   /** Called when an append waits for log space: checkpoint the newest delta whose home writes completed. */
   onPressure: ((pressure: LogPressure) => void) | undefined;
 

@@ -18,6 +18,7 @@
  * (the flush had not returned). One flush per delta, as `fio --fsync=1` pays;
  * a delta that fits in one request is written with RWF_DSYNC instead.
  */
+import { performance } from 'node:perf_hooks';
 import { describe } from '../io/describe';
 import { BlockforkError } from '../io/errors';
 import type { BlockIo, IoRequest } from '../io/request';
@@ -66,6 +67,7 @@ export class JournalWriter implements DeltaJournal {
   private scratch: Slab | undefined;
   private failed: Error | undefined;
   private closing: Promise<void> | undefined;
+  private spaceWaitMs = 0;
 
   /**
    * `superblock` must be the one in force with an empty log after it (just
@@ -100,6 +102,11 @@ export class JournalWriter implements DeltaJournal {
 
   get failure(): Error | undefined {
     return this.failed;
+  }
+
+  /** Milliseconds appends have spent waiting for log space (backpressure), summed. */
+  get waitedForSpaceMs(): number {
+    return this.spaceWaitMs;
   }
 
   space(): LogSpace {
@@ -202,6 +209,15 @@ export class JournalWriter implements DeltaJournal {
   }
 
   private async waitForSpace(delta: number, needed: number): Promise<void> {
+    const start = performance.now();
+    try {
+      await this.waitUntilFree(delta, needed);
+    } finally {
+      this.spaceWaitMs += performance.now() - start;
+    }
+  }
+
+  private async waitUntilFree(delta: number, needed: number): Promise<void> {
     while (this.superblock.logBlocks - (this.head - this.tail) < needed) {
       const freed = new Promise<void>((resolve) => (this.wakeAppend = resolve));
       this.wanted = needed;
