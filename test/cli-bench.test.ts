@@ -77,7 +77,7 @@ describe('blockfork bench', function () {
     const commits = rowOf(report, 'commits', 'cache, ordered');
     positive(commits.opsPerSecond, 'commits/s');
     positive(commits.latency?.p99Us, 'commit p99');
-    for (const subject of ['fork', 'fork: false', 'fork, no commits']) {
+    for (const subject of ['fork', 'fork: false', 'fork, no commits', 'fork, journal', 'fork: false, journal']) {
       const row = rowOf(report, 'hot-set', subject);
       positive(row.opsPerSecond, `hot set ${subject} writes/s`);
       positive(row.latency?.p99Us, `hot set ${subject} p99`);

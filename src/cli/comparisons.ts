@@ -99,6 +99,8 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         ),
         entry(hotSetSubject('stable', seconds), [], 'p99'),
         entry(hotSetSubject('idle', seconds), [], 'p99'),
+        entry(hotSetSubject('journal-fork', seconds), [{ kind: 'p99-below', subject: HOT_SET_NAMES['journal-stable'], times: 10 }], 'p99'),
+        entry(hotSetSubject('journal-stable', seconds), [], 'p99'),
       ],
     },
     {
