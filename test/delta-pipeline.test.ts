@@ -290,6 +290,22 @@ describe('the event loop turns while writeout is in flight', function () {
 
   // Completions come in on the event loop. A change whose blocks are all cached never waits for
   // I/O: without a turn of the loop now and then, a commit in flight could never complete while it runs.
+  it('a loop of empty commits lets the event loop turn', async () => {
+    const { vol } = await realVolume(temp, 1 << 20);
+    try {
+      let turned = false;
+      setImmediate(() => (turned = true));
+      let commits = 0;
+      while (!turned && commits < 100_000) {
+        await vol.commit();
+        commits++;
+      }
+      assert.equal(turned, true, `${commits} empty commits in a row never let a setImmediate run`);
+    } finally {
+      await vol.close();
+    }
+  });
+
   it('a long change of cached blocks lets an earlier commit complete before it ends', async () => {
     const { vol } = await realVolume(temp, 4 << 20);
     try {
