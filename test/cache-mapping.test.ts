@@ -4,26 +4,13 @@ import { Device } from '../src/io/device';
 import { Volume } from '../src/volume';
 import { FaultDevice } from './support/fault-device';
 import { MemoryDevice } from './support/memory-device';
-import { TempDir } from './support/temp';
-import { fileBytes, realVolume, until, type RealVolume } from './support/volumes';
+import { fileBytes, realVolume, realVolumesPerTest, until, type RealVolume } from './support/volumes';
 
 describe('mappings, readpage and handles (real Device, O_DIRECT temp file)', () => {
-  let temp: TempDir;
-  const open: RealVolume[] = [];
-
-  beforeEach(() => {
-    temp = new TempDir();
-  });
-
-  afterEach(async () => {
-    for (const { vol } of open.splice(0)) await vol.close().catch(() => undefined);
-    temp.remove();
-  });
+  const volumes = realVolumesPerTest();
 
   async function volume(size: number, options: Parameters<typeof realVolume>[2] = {}): Promise<RealVolume> {
-    const real = await realVolume(temp, size, options);
-    open.push(real);
-    return real;
+    return volumes.open(size, options);
   }
 
   it('readpage brings a whole page up to date in one read', async () => {
@@ -44,7 +31,7 @@ describe('mappings, readpage and handles (real Device, O_DIRECT temp file)', () 
     await vol.close();
     const device = new FaultDevice(await Device.open(path));
     const again = Volume.over(device, { blockSize: 512 });
-    open.push({ vol: again, device, path });
+    volumes.track({ vol: again, device, path });
     await again.change(async (tx) => (await tx.overwrite(2)).fill(0x77));
     assert.deepEqual(await again.read(1), Buffer.alloc(512, 0x61));
     assert.deepEqual(await again.read(2), Buffer.alloc(512, 0x77), 'the overwritten block kept its data');

@@ -9,7 +9,7 @@ import { FaultDevice } from './support/fault-device';
 import { MemoryDevice } from './support/memory-device';
 import { Recorder } from './support/recorder';
 import { TempDir } from './support/temp';
-import { fileBytes, realVolume, settles, until, type RealVolume } from './support/volumes';
+import { fileBytes, realVolume, realVolumesPerTest, settles, until, type RealVolume } from './support/volumes';
 
 const BLOCK = 4096;
 
@@ -56,22 +56,10 @@ describe('the delta lock', () => {
 });
 
 describe('delta transitions and the writeout pipeline', () => {
-  let temp: TempDir;
-  const open: RealVolume[] = [];
-
-  beforeEach(() => {
-    temp = new TempDir();
-  });
-
-  afterEach(async () => {
-    for (const { vol } of open.splice(0)) await vol.close().catch(() => undefined);
-    temp.remove();
-  });
+  const volumes = realVolumesPerTest();
 
   async function volume(options: Parameters<typeof realVolume>[2] = {}, size = 1 << 20): Promise<RealVolume> {
-    const real = await realVolume(temp, size, options);
-    open.push(real);
-    return real;
+    return volumes.open(size, options);
   }
 
   it('a change called before commit() lands in the delta it closes; one called after lands in the next', async () => {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { fileBytes, realVolume, settles, until, type RealVolume } from './support/volumes';
-import { TempDir } from './support/temp';
+import { fileBytes, realVolume, realVolumesPerTest, settles, until, type RealVolume } from './support/volumes';
 
 // The fork runs against the real Device (O_DIRECT on a temp file). The
 // FaultDevice in front of it only holds writes (or reads) in flight on
@@ -13,22 +12,10 @@ function pattern(blockSize: number, value: number): Buffer {
 }
 
 describe('blockdirty and the buffer fork', () => {
-  let temp: TempDir;
-  const open: RealVolume[] = [];
-
-  beforeEach(() => {
-    temp = new TempDir();
-  });
-
-  afterEach(async () => {
-    for (const { vol } of open.splice(0)) await vol.close().catch(() => undefined);
-    temp.remove();
-  });
+  const volumes = realVolumesPerTest();
 
   async function volume(options: Parameters<typeof realVolume>[2] = {}): Promise<RealVolume> {
-    const real = await realVolume(temp, SIZE, { cacheSize: 1 << 20, ...options });
-    open.push(real);
-    return real;
+    return volumes.open(SIZE, { cacheSize: 1 << 20, ...options });
   }
 
   for (const blockSize of [4096, 1024, 512]) {

@@ -3,7 +3,7 @@ import { Device } from '../../src/io/device';
 import { Volume, type VolumeOptions } from '../../src/volume';
 import { FaultDevice, type FaultPlan } from './fault-device';
 import { turns } from './random';
-import type { TempDir } from './temp';
+import { TempDir } from './temp';
 
 export interface RealVolume {
   readonly vol: Volume;
@@ -17,6 +17,39 @@ export async function realVolume(temp: TempDir, size: number, options: VolumeOpt
   const path = temp.file();
   const device = new FaultDevice(await Device.open(path, { size, direct: true }), plan);
   return { vol: Volume.over(device, options), device, path };
+}
+
+export interface RealVolumesPerTest {
+  /** A volume on a new temp file of `size` bytes, closed after the test. */
+  open(size: number, options?: VolumeOptions): Promise<RealVolume>;
+  /** Closes this volume after the test too (one the test opened itself). */
+  track(real: RealVolume): void;
+}
+
+/**
+ * For a describe block: a fresh temp directory per test, and every volume
+ * opened through it closed afterwards, even when the test fails.
+ */
+export function realVolumesPerTest(): RealVolumesPerTest {
+  let temp: TempDir;
+  const open: RealVolume[] = [];
+  beforeEach(() => {
+    temp = new TempDir();
+  });
+  afterEach(async () => {
+    for (const { vol } of open.splice(0)) await vol.close().catch(() => undefined);
+    temp.remove();
+  });
+  return {
+    async open(size, options = {}) {
+      const real = await realVolume(temp, size, options);
+      open.push(real);
+      return real;
+    },
+    track(real) {
+      open.push(real);
+    },
+  };
 }
 
 /** Bytes of the file as the device holds them, read outside the volume. */
