@@ -65,7 +65,7 @@ const HOW = [
   'commits: one 4 KiB block per change, commit awaited, for a fixed time; fio: randwrite 4k QD 1 --fsync=1 (ops/s are its writes);',
   '  raw: a write then fdatasync, awaited. Latency is the change and its commit; fio\'s is not shown (its clat leaves out the fsync).',
   'hot set: 1024 blocks rewritten in order, 64 tx.write per change, while commit() is called again as soon as it resolves (fork,',
-  '  fork: false) or never (no commits). Latency is each `await tx.write()`, from an HDR histogram.',
+  '  fork: false; ordered, then journal) or never (no commits). Latency is each `await tx.write()`, from an HDR histogram.',
   'in memory: tx.write of a block already dirty in the open delta; forks while the previous delta is written (1 / the median',
   '  time of a forking tx.write); JS heap (process.memoryUsage().heapUsed, after a full gc) per clean page cached by vol.read.',
 ];
