@@ -116,10 +116,6 @@ export class Deltas {
     if (this.error) throw this.error;
     const delta = await this.transition();
     await delta.durable;
-    // An empty delta does no I/O: its commit would resolve in microtasks only, and a loop
-    // of such commits (`while (running) await vol.commit()`) would never let the event loop
-    // turn, starving the writers and timers it waits for. One turn per empty commit.
-    if (delta.pages === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     return delta.number;
   }
 
