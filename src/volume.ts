@@ -334,10 +334,19 @@ export class Volume {
     return this.cache.createMapping(options.map, blockCount);
   }
 
-  /** The lower layer: forgets a mapping whose pages are clean and released (commit first). */
-  dropMapping(mapping: Mapping): void {
+  /**
+   * The lower layer: forgets a mapping once its pages are clean and released.
+   * Commit first: this waits for the writeout of the deltas in flight (with a
+   * journal, commit resolves once the log is durable, before the home writes
+   * that make the pages clean), then rejects with ERR_MAPPING_BUSY if a page
+   * is still dirty in the open delta or held by a handle.
+   */
+  async dropMapping(mapping: Mapping): Promise<void> {
     this.checkOpen();
-    this.cache.dropMapping(this.cache.target(mapping));
+    const target = this.cache.target(mapping);
+    await this.deltas.drained();
+    this.checkOpen();
+    this.cache.dropMapping(target);
   }
 
   stats(): VolumeStats {

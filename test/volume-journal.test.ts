@@ -204,6 +204,22 @@ describe('journal mode through the volume', function () {
       await vol2.close();
     });
 
+    it('the lower layer: a logical mapping can be dropped right after its commit, home writes still in flight', async () => {
+      const path = temp.file();
+      const vol = await open(path, { size: 4 * MiB, journal: true, logSize: 64 * B });
+      const file = vol.createMapping({ map: async (logical) => 100 + logical, blockCount: 8 });
+      await vol.change(async (tx) => {
+        for (let b = 0; b < 8; b++) pattern(await tx.write(b, file), 1, 100 + b);
+      });
+      await vol.commit();
+      await vol.dropMapping(file);
+      await assert.rejects(vol.read(0, file), TypeError);
+      await vol.close();
+      const again = await open(path);
+      for (let b = 0; b < 8; b++) assert.deepEqual(await again.read(100 + b), expected(1, 100 + b));
+      await again.close();
+    });
+
     it('replays on open what reached the log but not its home (home writes failed)', async () => {
       const path = temp.file();
       await (await open(path, { size: 4 * MiB, journal: true, logSize: 64 * B })).close();

@@ -152,6 +152,11 @@ export class Deltas {
   async quiesce(): Promise<void> {
     await this.lock.exclusive();
     this.lock.releaseExclusive();
+    await this.drained();
+  }
+
+  /** Waits until every delta in flight has finished its writeout (durable, and with a journal at home) or failed. */
+  async drained(): Promise<void> {
     while (this.inFlight.length > 0) await this.departure();
   }
 
