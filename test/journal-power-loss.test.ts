@@ -11,7 +11,8 @@ import { JournalWriter } from '../src/journal/journal-writer';
 import { replayJournal } from '../src/journal/replay';
 import type { Superblock } from '../src/journal/superblock';
 import { formatVolume } from '../src/journal/volume-format';
-import { PowerLossDevice, seeded, type Random } from './support/power-loss-device';
+import { PowerLossDevice } from './support/power-loss-device';
+import { seeded, type Random } from './support/random';
 
 /**
  * G5 under power loss. A workload runs once over a PowerLossDevice, as the

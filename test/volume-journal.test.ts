@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import { Device } from '../src/io/device';
 import type { BlockIo, IoRequest, IoResult } from '../src/io/request';
 import { open, Volume } from '../src/volume';
-import { PowerLossDevice, seeded } from './support/power-loss-device';
+import { PowerLossDevice } from './support/power-loss-device';
+import { seeded } from './support/random';
 import { TempDir } from './support/temp';
 import { settles, until } from './support/volumes';
 

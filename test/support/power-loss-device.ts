@@ -18,6 +18,7 @@
 import type { Geometry } from '../../src/io/geometry';
 import type { BlockIo, IoRequest, IoResult } from '../../src/io/request';
 import { Slab } from '../../src/io/slab';
+import type { Random } from './random';
 
 interface WriteEvent {
   readonly kind: 'write';
@@ -43,19 +44,6 @@ interface MarkEvent {
 
 export type PowerLossEvent = WriteEvent | FlushEvent | MarkEvent;
 
-export type Random = () => number;
-
-/** mulberry32: a small seeded generator, so that a failing crash state can be rebuilt from its seed. */
-export function seeded(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class PowerLossDevice implements BlockIo {
   readonly events: PowerLossEvent[] = [];
