@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { Cache } from '../src/cache/cache';
 import { Change } from '../src/delta/change';
 import { DeltaLock } from '../src/delta/lock';
+import { LoopTurns } from '../src/delta/loop-turns';
 import { slotCountFor } from '../src/delta/number';
 import { Deltas } from '../src/delta/transition';
 import { Volume } from '../src/volume';
@@ -292,6 +294,27 @@ describe('the event loop turns while writeout is in flight', function () {
     } finally {
       await vol.close();
     }
+  });
+
+  it('a writer that lets the loop turn between changes is not made to yield (the wait for I/O is not work)', async () => {
+    const turns = new LoopTurns();
+    assert.equal(turns.overdue(), undefined, 'the first check starts a stretch of work');
+    // The loop turns and then waits (as it waits for a commit's I/O) far longer than the yield threshold.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(turns.overdue(), undefined, 'a change after a turn of the loop starts a new stretch: no yield');
+  });
+
+  it('a stretch of work without a turn of the loop past the threshold yields once, then starts afresh', async () => {
+    const turns = new LoopTurns();
+    assert.equal(turns.overdue(), undefined);
+    const spinUntil = performance.now() + 2;
+    while (performance.now() < spinUntil) {
+      // Work in microtasks only: the loop cannot turn.
+    }
+    const turn = turns.overdue();
+    assert.ok(turn instanceof Promise, 'two milliseconds of work without a turn of the loop must yield');
+    await turn;
+    assert.equal(turns.overdue(), undefined, 'after the yield, the stretch starts again');
   });
 
   it('a long change of cached blocks lets an earlier commit complete before it ends', async () => {

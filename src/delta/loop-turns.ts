@@ -11,8 +11,8 @@ import { performance } from 'node:perf_hooks';
  * times as long to write as the raw engine took for the same requests).
  *
  * So a change, while deltas are being written, first yields to the loop
- * (setImmediate: microseconds, not a wait on the device) if the loop has not
- * turned for YIELD_AFTER_MS. That is about the time the device takes to
+ * (setImmediate: microseconds, not a wait on the device) if the work since
+ * the loop last turned has gone on for YIELD_AFTER_MS. That is about the time the device takes to
  * drain a queue of requests, so it stays busy, and a writer that does turn
  * the loop on its own pays only the check.
  */
@@ -24,18 +24,22 @@ export class LoopTurns {
 
   /** A promise to await before the next change when the loop is overdue for a turn, else undefined. */
   overdue(): Promise<void> | undefined {
-    this.watch();
+    if (!this.watching) {
+      // The last turn we watched for has come: the loop turned since the
+      // last check, so this stretch of work starts now. (Counting from that
+      // turn would count the time the loop then spent waiting for I/O, and
+      // make a writer that awaits each commit yield once per commit.)
+      this.lastTurn = performance.now();
+      this.watch();
+      return undefined;
+    }
     if (performance.now() - this.lastTurn < YIELD_AFTER_MS) return undefined;
     return new Promise<void>((resolve) => setImmediate(resolve));
   }
 
-  /** Notes the next turn of the loop (one setImmediate at a time). */
+  /** Watches for the next turn of the loop. */
   private watch(): void {
-    if (this.watching) return;
     this.watching = true;
-    setImmediate(() => {
-      this.watching = false;
-      this.lastTurn = performance.now();
-    });
+    setImmediate(() => (this.watching = false));
   }
 }
