@@ -77,6 +77,15 @@ describe('blockfork bench', function () {
     const commits = rowOf(report, 'commits', 'cache, ordered');
     positive(commits.opsPerSecond, 'commits/s');
     positive(commits.latency?.p99Us, 'commit p99');
+    if (native.probeIoUring() === 0) {
+      // The journal's own writes on the raw engine: the floor under journal mode, beside it.
+      for (const comparison of ['sequential', 'commits']) {
+        const floor = rowOf(report, comparison, "io_uring, the journal's writes");
+        positive(floor.mbPerSecond, `${comparison}: the journal's writes, MB/s`);
+        positive(floor.vsRaw, `${comparison}: the journal's writes, vs raw`);
+        positive(rowOf(report, comparison, 'cache, journal').mbPerSecond, `${comparison}: cache, journal, MB/s`);
+      }
+    }
     for (const subject of ['fork', 'fork: false', 'fork, no commits', 'fork, journal', 'fork: false, journal']) {
       const row = rowOf(report, 'hot-set', subject);
       positive(row.opsPerSecond, `hot set ${subject} writes/s`);

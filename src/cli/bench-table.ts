@@ -64,6 +64,8 @@ const HOW = [
   '  sequential blocks into 1 MiB writes at queue depth 8 (as fio\'s), random ones go out at queue depth 32.',
   'commits: one 4 KiB block per change, commit awaited, for a fixed time; fio: randwrite 4k QD 1 --fsync=1 (ops/s are its writes);',
   '  raw: a write then fdatasync, awaited. Latency is the change and its commit; fio\'s is not shown (its clat leaves out the fsync).',
+  "the journal's writes: what journal mode asks of the device, on the raw engine with no cache: sequential, deltas of a quarter",
+  '  of the log written to it and flushed, then home; commits, a 12 KiB RWF_DSYNC log write with the previous 4 KiB home write.',
   'hot set: 1024 blocks rewritten in order, 64 tx.write per change, while commit() is called again as soon as it resolves (fork,',
   '  fork: false; ordered, then journal) or never (no commits). Latency is each `await tx.write()`, from an HDR histogram.',
   'in memory: tx.write of a block already dirty in the open delta; forks while the previous delta is written (1 / the median',

@@ -2,6 +2,7 @@ import { commitsSubject, randomCommitBytes, randomSubject, streamCommitBytes, st
 import { fioCommittedSubject, fioSubject, fioSyncSubject } from './fio';
 import type { Goal } from './goals';
 import { hotSetSubject, HOT_SET_NAMES } from './hot-set';
+import { journalCommitPatternSubject, journalStreamPatternSubject } from './journal-pattern';
 import { forkSubject, heapSubject, rewriteSubject } from './in-memory';
 import { rawEngineSubject, rawSyncSubject } from './raw-engine';
 import { replaySubject } from './replay-time';
@@ -61,6 +62,7 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(streamSubject('ordered'), [{ kind: 'vs-fio', atLeast: 0.9 }]),
         // Every block is written twice, to the log and home (issue 4).
         entry(streamSubject('journal'), [{ kind: 'vs-fio', atLeast: 0.45 }]),
+        entry(journalStreamPatternSubject()),
       ],
     },
     {
@@ -83,6 +85,7 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(rawSyncSubject('io_uring', seconds)),
         entry(commitsSubject('ordered', seconds), [{ kind: 'vs-fio', atLeast: 0.8 }]),
         entry(commitsSubject('journal', seconds), [{ kind: 'vs-fio', atLeast: 0.8 }]),
+        entry(journalCommitPatternSubject(seconds)),
       ],
     },
     {

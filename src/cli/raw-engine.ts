@@ -36,7 +36,7 @@ interface WriteRequest extends IoRequest {
   offset: number;
 }
 
-function engineUnavailable(engine: EngineKind): string | undefined {
+export function engineUnavailable(engine: EngineKind): string | undefined {
   const probe = engine === 'io_uring' ? native.probeIoUring() : 0;
   return probe < 0 ? `io_uring unavailable here (${systemError(probe, 'io_uring_setup').code})` : undefined;
 }
@@ -68,7 +68,7 @@ export async function runRaw(workload: Workload, target: Target, engine: EngineK
  * Data that no layer below can compress or skip as zeroes (thin provisioning,
  * compressing controllers), as fio's own buffers are.
  */
-function fillWithNoise(slab: Slab, seed: number): void {
+export function fillWithNoise(slab: Slab, seed: number): void {
   const words = new Uint32Array(slab.memory);
   const prng = new Prng(seed ^ 0x9e3779b9);
   for (let i = 0; i < words.length; i++) words[i] = prng.next32();
