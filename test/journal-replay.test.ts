@@ -337,9 +337,11 @@ describe('journal: append and replay', () => {
       const failing = new FailingFlush(d);
       const journal = new JournalWriter(failing, (await readSuperblock(d)).superblock);
       // More buffers than one request takes: two requests and a flush (a one-request delta is
-      // written with RWF_DSYNC instead, and a failure there is the write's).
-      const many = Array.from({ length: 1030 }, (_, i) => i);
-      await assert.rejects(journal.appendDelta(1, images(1, many)), { code: 'EIO', syscall: 'fdatasync' });
+      // written with RWF_DSYNC instead, and a failure there is the write's). The images lie in
+      // memory in reverse order, so that no two join into one buffer.
+      const many = images(1, Array.from({ length: 1030 }, (_, i) => i));
+      const scattered = many.map((block, i) => ({ home: block.home, image: many[many.length - 1 - i].image }));
+      await assert.rejects(journal.appendDelta(1, scattered), { code: 'EIO', syscall: 'fdatasync' });
       await assert.rejects(journal.appendDelta(2, images(2, [1])), { code: 'ERR_JOURNAL_FAILED', message: /failed \(EIO: .*reopen the volume to replay/ });
       await assert.rejects(journal.checkpoint(1), { code: 'ERR_JOURNAL_FAILED' });
       assert.equal(journal.lastDurableDelta, 0);

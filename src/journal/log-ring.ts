@@ -1,7 +1,11 @@
+import { joinAdjacent } from '../io/adjacent';
 import type { IoRequest } from '../io/request';
 
 /** pwritev/preadv take at most IOV_MAX (1024 on Linux) buffers per call. */
 export const MAX_BUFFERS_PER_REQUEST = 1024;
+
+/** Bytes one request carries at most, as the ordered writeout's runs: enough to stream at full speed, small enough to keep the queue busy. */
+export const MAX_REQUEST_BYTES = 1 << 20;
 
 /**
  * The log region as a ring of `logBlocks` blocks starting at block
@@ -24,29 +28,37 @@ export class LogRing {
 
   /**
    * Requests that move `buffers` (each a whole number of blocks, contiguous
-   * in the log from `position`) to or from the ring: split where the ring
-   * wraps, and into chunks of at most MAX_BUFFERS_PER_REQUEST buffers.
+   * in the log from `position`) to or from the ring: buffers adjacent in
+   * memory joined, split where the ring wraps, and into requests of at most
+   * MAX_REQUEST_BYTES and MAX_BUFFERS_PER_REQUEST buffers.
    */
   requests(op: 'read' | 'write', position: number, buffers: readonly Uint8Array[]): IoRequest[] {
+    const B = this.blockSize;
+    for (const buffer of buffers) {
+      if (buffer.byteLength % B !== 0) throw new RangeError(`log buffers must be whole blocks of ${B} bytes, got ${buffer.byteLength}`);
+    }
     const out: IoRequest[] = [];
     let start = position;
     let batch: Uint8Array[] = [];
+    let batchBlocks = 0;
     let next = position;
+    const maxBlocks = Math.max(1, Math.floor(MAX_REQUEST_BYTES / B));
     const emit = (): void => {
       if (batch.length > 0) out.push({ op, offset: this.offsetOf(start), buffers: batch });
       batch = [];
+      batchBlocks = 0;
       start = next;
     };
-    for (const buffer of buffers) {
-      if (buffer.byteLength % this.blockSize !== 0) throw new RangeError(`log buffers must be whole blocks of ${this.blockSize} bytes, got ${buffer.byteLength}`);
+    for (const buffer of joinAdjacent(buffers)) {
       let rest = buffer;
       while (rest.byteLength > 0) {
         const untilWrap = this.logBlocks - (next % this.logBlocks);
-        const blocks = Math.min(rest.byteLength / this.blockSize, untilWrap);
-        batch.push(rest.subarray(0, blocks * this.blockSize));
-        rest = rest.subarray(blocks * this.blockSize);
+        const blocks = Math.min(rest.byteLength / B, untilWrap, maxBlocks - batchBlocks);
+        batch.push(rest.subarray(0, blocks * B));
+        rest = rest.subarray(blocks * B);
         next += blocks;
-        if (next % this.logBlocks === 0 || batch.length === MAX_BUFFERS_PER_REQUEST) emit();
+        batchBlocks += blocks;
+        if (next % this.logBlocks === 0 || batch.length === MAX_BUFFERS_PER_REQUEST || batchBlocks === maxBlocks) emit();
       }
     }
     emit();

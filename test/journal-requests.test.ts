@@ -1,0 +1,87 @@
+import { strict as assert } from 'node:assert';
+import fc from 'fast-check';
+import { joinAdjacent } from '../src/io/adjacent';
+import { Slab } from '../src/io/slab';
+import { homeRequests } from '../src/journal/home-area';
+import { LogRing, MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES } from '../src/journal/log-ring';
+
+/** Every byte a request list covers, as (device offset → [memory, offset]) in order. */
+function flatten(requests: { offset: number; buffers: readonly Uint8Array[] }[], blockSize: number): string[] {
+  const out: string[] = [];
+  for (const r of requests) {
+    let at = r.offset;
+    for (const b of r.buffers) {
+      for (let o = 0; o < b.byteLength; o += blockSize) {
+        out.push(`${at}:${b[o]}`);
+        at += blockSize;
+      }
+    }
+  }
+  return out;
+}
+
+describe('journal: log and home requests', () => {
+  const B = 512;
+  let slab: Slab;
+  before(() => {
+    slab = Slab.alloc(B, 2048);
+    // Each block's first byte names it, so that the tests can follow blocks into requests.
+    for (let i = 0; i < 2048; i++) slab.page(i)[0] = i & 0xff;
+  });
+  after(() => slab.release());
+
+  it('joins views adjacent in memory, and only those', () => {
+    const a = slab.page(0);
+    const b = slab.page(1);
+    const d = slab.page(3);
+    const joined = joinAdjacent([a, b, d, slab.page(2)]);
+    assert.deepEqual(joined.map((v) => [v.byteOffset, v.byteLength]), [
+      [a.byteOffset, 2 * B],
+      [d.byteOffset, B],
+      [slab.page(2).byteOffset, B],
+    ]);
+    assert.equal(joined[0].buffer, slab.memory);
+    assert.deepEqual(joinAdjacent([]), []);
+  });
+
+  it('log requests: every block once, at its ring offset, split at the wrap, within the size and buffer limits', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 3, max: 5000 }),
+        fc.integer({ min: 0, max: 20000 }),
+        fc.array(fc.integer({ min: 0, max: 2047 }), { minLength: 1, maxLength: 3000 }),
+        (logBlocks, position, pages) => {
+          fc.pre(pages.length <= logBlocks);
+          const ring = new LogRing(7, logBlocks, B);
+          const buffers = pages.map((p) => slab.page(p));
+          const requests = ring.requests('write', position, buffers);
+          for (const r of requests) {
+            const bytes = r.buffers.reduce((n, b) => n + b.byteLength, 0);
+            assert.ok(bytes <= MAX_REQUEST_BYTES && r.buffers.length <= MAX_BUFFERS_PER_REQUEST);
+            // A request never runs past the ring's end.
+            const first = r.offset / B - 7;
+            assert.ok(first + bytes / B <= logBlocks);
+          }
+          const expected = pages.map((p, i) => `${ring.offsetOf(position + i)}:${p & 0xff}`);
+          assert.deepEqual(flatten(requests, B), expected);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('home requests: runs of consecutive homes, each image at its home, within the size and buffer limits', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 100000 }), { minLength: 1, maxLength: 3000 }), (homes) => {
+        homes.sort((a, b) => a - b);
+        const blocks = homes.map((home, i) => ({ home, image: slab.page(i % 2048) }));
+        const requests = homeRequests(11, B, blocks);
+        for (const r of requests) {
+          assert.ok(r.buffers.reduce((n, b) => n + b.byteLength, 0) <= MAX_REQUEST_BYTES && r.buffers.length <= MAX_BUFFERS_PER_REQUEST);
+        }
+        assert.deepEqual(flatten(requests, B), blocks.map((b) => `${(11 + b.home) * B}:${b.image[0]}`));
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
