@@ -166,10 +166,13 @@ export class Volume {
     });
     let highWater = Math.max(1, Math.floor(settings.highWater / settings.pageSize));
     if (mounted.maxDeltaBlocks !== undefined) {
-      // A delta must fit in the log: start a transition by itself at half of what it holds, so
-      // that a stream keeps two deltas in the log at once (one logging, one going home).
+      // A delta must fit in the log: start a transition by itself at a third of what it holds,
+      // so that a stream keeps two deltas in the log at once (one logging, one going home and
+      // being checkpointed) even when the change that crosses the mark overshoots it. At half,
+      // a delta of a stream (the mark, plus the rest of a change, plus its descriptor) came
+      // out a little over half the log: the next append waited for every checkpoint.
       const perPage = settings.pageSize / settings.blockSize;
-      highWater = Math.max(1, Math.min(highWater, Math.floor(mounted.maxDeltaBlocks / 2 / perPage)));
+      highWater = Math.max(1, Math.min(highWater, Math.floor(mounted.maxDeltaBlocks / 3 / perPage)));
     }
     const deltas: Deltas = new Deltas({
       cache,
