@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import { joinAdjacent } from '../src/io/adjacent';
 import { Slab } from '../src/io/slab';
 import { homeRequests } from '../src/journal/home-area';
-import { LogRing, MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES } from '../src/journal/log-ring';
+import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES } from '../src/io/request';
+import { LogRing } from '../src/journal/log-ring';
 
 /** Every byte a request list covers, as (device offset → [memory, offset]) in order. */
 function flatten(requests: { offset: number; buffers: readonly Uint8Array[] }[], blockSize: number): string[] {

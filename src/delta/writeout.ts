@@ -3,13 +3,8 @@ import type { Cache } from '../cache/cache';
 import { HOLE } from '../cache/mapping';
 import { dirtyIn } from '../cache/page';
 import { BlockforkError } from '../io/errors';
-import type { IoRequest } from '../io/request';
+import { writeRuns } from '../io/write-runs';
 import type { Delta } from './delta';
-
-/** One request carries at most this much: big enough for full-speed streaming, small enough to keep the queue busy. */
-const MAX_RUN_BYTES = 1 << 20;
-/** Linux's IOV_MAX: buffers one preadv/pwritev takes. */
-const MAX_IOVECS = 1024;
 
 /** A dirty block of a closed delta: its physical (home) block, and its image in page memory. */
 export interface DirtyBlock {
@@ -84,7 +79,7 @@ export async function writeout(
     if (previous) await previous.written;
     const blocks = await collect(delta, cache);
     if (blocks.length === 0) await loopTurn();
-    let requests = runs(blocks, cache.blockSize);
+    let requests = writeRuns(blocks, cache.blockSize);
     // One request: write it durable (RWF_DSYNC), one round trip instead of a write and a flush.
     // Several: each would flush on its own, and a flush covers only what completed before it.
     const durableWrite = requests.length === 1;
@@ -168,48 +163,4 @@ async function collect(delta: Delta, cache: Cache): Promise<DirtyBlock[]> {
     }
   }
   return blocks;
-}
-
-/**
- * Sorted blocks as vectored writes: consecutive homes make one request (up
- * to MAX_RUN_BYTES), and blocks adjacent in page memory too make one buffer.
- */
-function runs(blocks: readonly DirtyBlock[], blockSize: number): IoRequest[] {
-  const requests: IoRequest[] = [];
-  let buffers: Uint8Array[] = [];
-  let offset = 0;
-  let runBytes = 0;
-  let last = HOLE - 1;
-  // The buffer being built: a stretch of one slab.
-  let memory: ArrayBufferLike | undefined;
-  let start = 0;
-  let length = 0;
-  const endBuffer = (): void => {
-    if (memory !== undefined) buffers.push(new Uint8Array(memory, start, length));
-    memory = undefined;
-  };
-  const endRun = (): void => {
-    endBuffer();
-    if (buffers.length > 0) requests.push({ op: 'write', offset, buffers });
-    buffers = [];
-    runBytes = 0;
-  };
-  for (const { home, image } of blocks) {
-    const contiguous = home === last + 1 && runBytes < MAX_RUN_BYTES;
-    if (!(contiguous && image.buffer === memory && image.byteOffset === start + length)) {
-      endBuffer();
-      if (!contiguous || buffers.length === MAX_IOVECS) {
-        endRun();
-        offset = home * blockSize;
-      }
-      memory = image.buffer;
-      start = image.byteOffset;
-      length = 0;
-    }
-    length += blockSize;
-    runBytes += blockSize;
-    last = home;
-  }
-  endRun();
-  return requests;
 }

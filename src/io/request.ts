@@ -1,6 +1,12 @@
 import type { Geometry } from './geometry';
 import type { SystemError } from './errors';
 
+/** pwritev/preadv take at most IOV_MAX (1024 on Linux) buffers per call. */
+export const MAX_BUFFERS_PER_REQUEST = 1024;
+
+/** Bytes the write paths put in one request: enough to stream at full speed, small enough to keep the queue busy. */
+export const MAX_REQUEST_BYTES = 1 << 20;
+
 /**
  * One vectored request of a batch: `buffers` are gathered (write) or
  * scattered (read) at `offset`. Every buffer address, the offset and every

@@ -1,11 +1,5 @@
 import { joinAdjacent } from '../io/adjacent';
-import type { IoRequest } from '../io/request';
-
-/** pwritev/preadv take at most IOV_MAX (1024 on Linux) buffers per call. */
-export const MAX_BUFFERS_PER_REQUEST = 1024;
-
-/** Bytes one request carries at most, as the ordered writeout's runs: enough to stream at full speed, small enough to keep the queue busy. */
-export const MAX_REQUEST_BYTES = 1 << 20;
+import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES, type IoRequest } from '../io/request';
 
 /**
  * The log region as a ring of `logBlocks` blocks starting at block
