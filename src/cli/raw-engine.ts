@@ -32,7 +32,8 @@ import { offsetSource, RANDOM_WRITE, requestCount, type Workload } from './workl
 const BATCH_DEPTHS = 4;
 const BATCHES_IN_FLIGHT = 2;
 
-interface WriteRequest extends IoRequest {
+/** A write whose offset the hot loops move from run to run. */
+export interface WriteRequest extends IoRequest {
   offset: number;
 }
 

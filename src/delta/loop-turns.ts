@@ -12,14 +12,15 @@ import { performance } from 'node:perf_hooks';
  *
  * So a change, while deltas are being written, first yields to the loop
  * (setImmediate: microseconds, not a wait on the device) if the work since
- * the loop last turned has gone on for YIELD_AFTER_MS. That is about the time the device takes to
- * drain a queue of requests, so it stays busy, and a writer that does turn
- * the loop on its own pays only the check.
+ * the loop last turned has gone on for YIELD_AFTER_MS. That is about the
+ * time the device takes to drain a queue of requests, so it stays busy, and
+ * a writer that does turn the loop on its own pays only the check.
  */
 const YIELD_AFTER_MS = 0.25;
 
 export class LoopTurns {
-  private lastTurn = performance.now();
+  /** When the work since the loop last turned began. */
+  private stretchStart = performance.now();
   private watching = false;
 
   /** A promise to await before the next change when the loop is overdue for a turn, else undefined. */
@@ -29,11 +30,11 @@ export class LoopTurns {
       // last check, so this stretch of work starts now. (Counting from that
       // turn would count the time the loop then spent waiting for I/O, and
       // make a writer that awaits each commit yield once per commit.)
-      this.lastTurn = performance.now();
+      this.stretchStart = performance.now();
       this.watch();
       return undefined;
     }
-    if (performance.now() - this.lastTurn < YIELD_AFTER_MS) return undefined;
+    if (performance.now() - this.stretchStart < YIELD_AFTER_MS) return undefined;
     return new Promise<void>((resolve) => setImmediate(resolve));
   }
 
