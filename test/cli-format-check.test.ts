@@ -46,10 +46,11 @@ const LOG_BLOCKS = 64;
 const DELTA_HOMES = [[3, 4, 9], [4, 10], [0, 3, 200]];
 /**
  * Their log positions by docs/FORMAT.md: a delta of n images takes a
- * one-block descriptor (48 + 12n ≤ 4096), n images and a commit record.
+ * one-block descriptor (48 + 12n ≤ 4096), n images and a commit record; an
+ * opening starts its history a lap of the ring ahead, at position LOG_BLOCKS.
  */
-const DELTA_POSITIONS = [0, 5, 9];
-const LOG_END = 14;
+const DELTA_POSITIONS = [0, 5, 9].map((p) => LOG_BLOCKS + p);
+const LOG_END = LOG_BLOCKS + 14;
 
 function json<T>(run: { status: number | null; stdout: string; stderr: string }, status = 0): T {
   assert.equal(run.status, status, `exit ${run.status}: ${run.stderr}`);
@@ -82,9 +83,9 @@ function writeAt(file: string, offset: number, bytes: Buffer): void {
   }
 }
 
-/** Byte offset of log position `position` in a volume formatted here (no wrap: the tests stay in the first lap). */
+/** Byte offset of log position `position` in a volume formatted here (the log starts at block 2). */
 function logByte(position: number): number {
-  return (2 + position) * B;
+  return (2 + (position % LOG_BLOCKS)) * B;
 }
 
 describe('blockfork format and check', function () {
@@ -270,8 +271,8 @@ describe('blockfork format and check', function () {
       assert.equal(text.status, 0, text.stderr);
       assert.equal(text.stderr, '');
       assert.match(text.stdout, /^replay +would apply 3 deltas$/m);
-      assert.match(text.stdout, /^ +delta 2 +log position 5: 2 blocks \(home 4, 10\)$/m);
-      assert.match(text.stdout, /^log walk +stops at log position 14: end of the log/m);
+      assert.match(text.stdout, new RegExp(`^ +delta 2 +log position ${DELTA_POSITIONS[1]}: 2 blocks \\(home 4, 10\\)$`, 'm'));
+      assert.match(text.stdout, new RegExp(`^log walk +stops at log position ${LOG_END}: end of the log`, 'm'));
       assert.match(text.stdout, /^result +consistent: replay would apply 3 deltas$/m);
     });
 
@@ -313,7 +314,10 @@ describe('blockfork format and check', function () {
 
       const text = runCli(['check', file]);
       assert.equal(text.status, 0, text.stderr);
-      assert.match(text.stdout, /^log walk +stops at log position 9: torn record \(image 1 \(home block 3\) of delta 3 at log position 11 fails its checksum\)$/m);
+      assert.match(
+        text.stdout,
+        new RegExp(`^log walk +stops at log position ${DELTA_POSITIONS[2]}: torn record \\(image 1 \\(home block 3\\) of delta 3 at log position ${DELTA_POSITIONS[2] + 2} fails its checksum\\)$`, 'm'),
+      );
     });
 
     it('a corrupt record in the middle of the log, with committed deltas after it: exit 1, naming what replay would drop', async function () {
@@ -324,14 +328,15 @@ describe('blockfork format and check', function () {
       assert.equal(checked.consistent, false);
       assert.deepEqual(checked.replay, []);
       assert.equal(checked.stop!.kind, 'torn');
+      const [p1, p2, p3] = DELTA_POSITIONS;
       assert.deepEqual(checked.stranded, [
-        { delta: 2, position: 5, blocks: 2 },
-        { delta: 3, position: 9, blocks: 3 },
+        { delta: 2, position: p2, blocks: 2 },
+        { delta: 3, position: p3, blocks: 3 },
       ]);
       assert.equal(
         errorLine(run.stderr),
-        'blockfork: damaged beyond what replay handles: the log walk stops at position 0 (image 0 (home block 3) of delta 1 at log position 1 fails its checksum), ' +
-          'yet deltas were logged after it (delta 2 at log position 5, delta 3 at log position 9): the damaged delta had been committed, ' +
+        `blockfork: damaged beyond what replay handles: the log walk stops at position ${p1} (image 0 (home block 3) of delta 1 at log position ${p1 + 1} fails its checksum), ` +
+          `yet deltas were logged after it (delta 2 at log position ${p2}, delta 3 at log position ${p3}): the damaged delta had been committed, ` +
           'and replay would drop it and every delta after it',
       );
     });
@@ -407,7 +412,8 @@ describe('blockfork format and check', function () {
 
       const text = runCli(['info', file]);
       assert.equal(text.status, 0, text.stderr);
-      assert.match(text.stdout, /^blockfork volume +yes \(superblock copy 0 in force, sequence 2\)$/m);
+      // format writes sequences 1 and 2 (both copies), the opening that logged the deltas 3 and 4.
+      assert.match(text.stdout, /^blockfork volume +yes \(superblock copy 0 in force, sequence 4\)$/m);
       assert.match(text.stdout, /^ +format version +1$/m);
       assert.match(text.stdout, /^ +block size +4096 B$/m);
       assert.match(text.stdout, new RegExp(`^ +data blocks +${made.blockCount} `, 'm'));

@@ -207,6 +207,33 @@ describe('journal: append and replay', () => {
     }
   });
 
+  it('records of a history that replay cut short are never taken for new ones, even where the new history lines up with them', async () => {
+    // Ten one-block deltas (three log blocks each) reach the log; then delta 4's image rots.
+    const d = await device();
+    const sb = await formatVolume(d, { blockSize: B, logBlocks: 64 });
+    const first = await JournalWriter.open(d);
+    for (let delta = 1; delta <= 10; delta++) await first.journal.appendDelta(delta, images(delta, [delta]));
+    await first.journal.close();
+    const imageOf4 = sb.replayPosition + 3 * 3 + 1;
+    await patch(d, logOffset(sb, imageOf4), (bytes) => (bytes[7] ^= 0x01));
+
+    // Replay stops at delta 4 (G5: nothing after a damaged delta). The volume goes on: two new
+    // one-block deltas take the places of the old deltas 4 and 5, and it stops before a checkpoint.
+    const second = await JournalWriter.open(d);
+    assert.deepEqual(second.report.deltas.map((r) => r.delta), [1, 2, 3]);
+    assert.equal(second.report.stop.kind, 'torn');
+    const next = second.journal.lastDurableDelta + 1;
+    await second.journal.appendDelta(next, images(next, [100]));
+    await second.journal.appendDelta(next + 1, images(next + 1, [101]));
+    await second.journal.close();
+
+    // The next replay finds the two new deltas and stops there: the old deltas 6 to 10 that follow
+    // in the log, intact and numbered above the new ones' predecessors, are not of this history.
+    const report = await inspectJournal(d);
+    assert.deepEqual(report.deltas.map((r) => r.delta), [next, next + 1]);
+    assert.deepEqual(report.deltas.map((r) => r.homes), [[100], [101]]);
+  });
+
   it('the ring wraps over many laps and records of earlier laps are never replayed', async () => {
     const d = await device();
     const sb = await formatVolume(d, { blockSize: B, logBlocks: 16 });

@@ -17,6 +17,16 @@
  * delta that fails its checksums: it is ignored, and it was not acknowledged
  * (the flush had not returned). One flush per delta, as `fio --fsync=1` pays;
  * a delta that fits in one request is written with RWF_DSYNC instead.
+ *
+ * Each opening starts its history a lap of the ring ahead. Replay stops at
+ * the first damaged record, and whatever follows it in the log belongs to a
+ * history that did not happen. Had the new history started at the same
+ * position, its records would take the places of the old ones, and after a
+ * later crash a surviving old record could line up behind them, its position
+ * and its delta number just what replay expects: a delta of the lost history
+ * replayed over the new one. Moving the replay position on by logBlocks
+ * (the log is empty then: replay checkpointed it) keeps the ring offsets and
+ * makes every position expected from now on one that no earlier record says.
  */
 import { performance } from 'node:perf_hooks';
 import { describe } from '../io/describe';
@@ -86,10 +96,23 @@ export class JournalWriter implements DeltaJournal {
     this.queuedDelta = this.durableDelta = superblock.checkpointDelta;
   }
 
-  /** Replays the volume's log onto the device, then returns a writer positioned after it. */
+  /**
+   * Replays the volume's log onto the device, then returns a writer
+   * positioned a lap after it (see the header). Both superblock copies get
+   * the new position, one after the other: a copy damaged later must not
+   * leave the other one pointing at the lap before, whose positions the
+   * new records no longer carry.
+   */
   static async open(io: BlockIo): Promise<OpenedJournal> {
     const { report, superblock } = await replayJournal(io);
-    return { journal: new JournalWriter(io, superblock), report };
+    const ahead = superblock.replayPosition + superblock.logBlocks;
+    let fresh = superblock;
+    for (let copy = 0; copy < 2; copy++) {
+      fresh = { ...fresh, sequence: fresh.sequence + 1, replayPosition: ahead };
+      await writeSuperblock(io, fresh);
+      await io.flush();
+    }
+    return { journal: new JournalWriter(io, fresh), report };
   }
 
   get checkpointedDelta(): number {
