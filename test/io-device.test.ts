@@ -243,7 +243,7 @@ describe('Device on regular files', () => {
 
   describe('one writer per volume (flock)', () => {
     const lockMessage = (file: string) =>
-      `EAGAIN: resource temporarily unavailable, flock '${file}' (another open handle holds its lock: one writer per volume)`;
+      `EAGAIN: resource temporarily unavailable, flock '${file}' (another open handle holds its lock: one writer per volume (a process killed while writing holds it until its I/O in flight drains, a few milliseconds: retry))`;
 
     it('refuses a second writable open in the same process, and allows it after close', async () => {
       const file = scratch.file('locked.img');

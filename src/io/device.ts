@@ -215,7 +215,12 @@ function openError(errno: number, syscall: string, path: string, direct: boolean
     return systemError(errno, syscall, path, 'the file system refuses O_DIRECT; open with { direct: false } to use buffered I/O');
   }
   if (syscall === 'flock' && errno === -11 /* EWOULDBLOCK */) {
-    return systemError(errno, syscall, path, 'another open handle holds its lock: one writer per volume');
+    return systemError(
+      errno,
+      syscall,
+      path,
+      'another open handle holds its lock: one writer per volume (a process killed while writing holds it until its I/O in flight drains, a few milliseconds: retry)',
+    );
   }
   return systemError(errno, syscall, path);
 }
