@@ -79,7 +79,18 @@ export interface VolumeStats {
   forks: number;
   /** Writes that waited for writeout (`fork: false`). */
   stableWaits: number;
+  /** Deltas asked to close by the high-water mark. */
   autoTransitions: number;
+  /** Commits that joined a delta already asked to close and resolved with it (group commit). */
+  groupedCommits: number;
+  /** Commits that found nothing to close: no I/O, no delta. */
+  emptyCommits: number;
+  /**
+   * Changes that waited at their start for the open delta to close: with a
+   * journal, a delta that has reached its share of the log takes no more
+   * changes while `maxDeltas` deltas are in flight (a delta must fit the log).
+   */
+  fullDeltaWaits: number;
   pagesCached: number;
   pagesDirty: number;
   pagesFrozen: number;
@@ -179,6 +190,9 @@ export class Volume {
       maxDeltas: settings.maxDeltas,
       fork: settings.fork,
       highWater,
+      // With a journal, the share of the log that sets the high-water mark is
+      // also where a delta waiting for a place stops taking changes.
+      deltaLimit: mounted.maxDeltaBlocks === undefined ? Infinity : highWater,
       firstDelta: mounted.firstDelta,
       journal: mounted.pipeline,
     });
@@ -279,7 +293,8 @@ export class Volume {
     if (typeof fn !== 'function') throw new TypeError(`change() takes a function, got ${describe(fn)}`);
     this.checkWritable();
     const lock = this.deltas.lock;
-    if (!lock.tryShared()) await lock.shared();
+    if (this.deltas.full) await this.deltas.sharedWhenRoom();
+    else if (!lock.tryShared()) await lock.shared();
     const tx = new Change(this.deltas, this.deltas.current);
     try {
       // After the lock: the order of calls, not the turn, decides the delta.
@@ -362,6 +377,9 @@ export class Volume {
       forks: deltas.counters.forks,
       stableWaits: deltas.counters.stableWaits,
       autoTransitions: deltas.counters.autoTransitions,
+      groupedCommits: deltas.counters.groupedCommits,
+      emptyCommits: deltas.counters.emptyCommits,
+      fullDeltaWaits: deltas.counters.fullDeltaWaits,
       pagesCached: cache.pagesCached,
       pagesDirty: cache.pagesDirty,
       pagesFrozen: cache.pagesFrozen,

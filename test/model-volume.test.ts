@@ -10,16 +10,19 @@ import { TempDir } from './support/temp';
 
 /**
  * Model-based test: random interleavings of changes (awaited, and bursts of
- * concurrent ones with commits between them), reads, and commits (awaited or
- * not) drive the volume and a plain model side by side, over a device that
+ * concurrent ones with commits between them), concurrent clients that each
+ * change and await their own commit, reads, and commits (awaited or not) drive the volume and a plain model side by side, over a device that
  * delays and reorders completions at random. The model is an array of block
- * contents and, per closed delta, the snapshot at the instant it closed.
+ * contents and the list of every write, each with the delta its change
+ * landed in (which the volume decides: commits asked for while `maxDeltas`
+ * deltas are in flight group into one delta).
  *
- * Checked: reads always see the latest writes; when commit N resolves, the
- * device held for delta N exactly the snapshot of N (G1), a flush followed
- * (G3; on the memory device, what a power cut would leave holds N or a later
- * delta), and commits resolve in order with the numbers the model expects
- * (G4). At the end, the device holds the model's last state.
+ * Checked: reads always see the latest writes; every write called before a
+ * commit is in the delta that commit resolves with, or an earlier one; when
+ * commit N resolves, the device held for delta N exactly the contents of its
+ * blocks when N closed (G1), a flush followed (G3; on the memory device, what
+ * a power cut would leave holds N or a later delta), and commits resolve in
+ * order (G4). At the end, the device holds the model's last state.
  */
 
 interface Config {
@@ -39,48 +42,55 @@ function content(id: number, blockSize: number): Buffer {
   return data;
 }
 
-interface ClosedDelta {
-  readonly number: number;
-  readonly snapshot: readonly number[];
-  readonly dirty: ReadonlySet<number>;
-  /** Which batch of writes is this delta's (-1: it wrote nothing). */
-  readonly batch: number;
+interface Write {
+  readonly block: number;
+  readonly id: number;
+  /** The delta its change landed in, once the change has run. */
+  delta: number | undefined;
 }
 
 class Model {
   readonly blocks: number[];
-  dirty = new Set<number>();
-  readonly closed: ClosedDelta[] = [];
+  readonly writes: Write[] = [];
   private nextId = 1;
-  private batches = 0;
 
   constructor(readonly blockCount: number) {
     this.blocks = new Array<number>(blockCount).fill(0);
   }
 
-  write(block: number): number {
-    const id = this.nextId++;
-    this.blocks[block] = id;
-    this.dirty.add(block);
-    return id;
+  write(block: number): Write {
+    const write: Write = { block, id: this.nextId++, delta: undefined };
+    this.blocks[block] = write.id;
+    this.writes.push(write);
+    return write;
   }
 
-  close(): ClosedDelta {
-    const delta: ClosedDelta = {
-      number: this.closed.length + 1,
-      snapshot: [...this.blocks],
-      dirty: this.dirty,
-      batch: this.dirty.size > 0 ? this.batches++ : -1,
-    };
-    this.closed.push(delta);
-    this.dirty = new Set();
-    return delta;
+  /** The last write id handed out: a commit called now covers every write up to it. */
+  get lastId(): number {
+    return this.nextId - 1;
+  }
+
+  /** Each block's contents once delta `n` closed: its last write in a delta up to n. */
+  snapshot(n: number): number[] {
+    const blocks = new Array<number>(this.blockCount).fill(0);
+    for (const w of this.writes) if (w.delta !== undefined && w.delta <= n) blocks[w.block] = w.id;
+    return blocks;
+  }
+
+  dirtyIn(n: number): Set<number> {
+    return new Set(this.writes.filter((w) => w.delta === n).map((w) => w.block));
+  }
+
+  /** Writes of `block` in deltas after n (or not yet run, so in a later delta). */
+  laterWrites(n: number, block: number): number[] {
+    return this.writes.filter((w) => w.block === block && (w.delta === undefined || w.delta > n)).map((w) => w.id);
   }
 }
 
 class Real {
   readonly pending: Promise<void>[] = [];
   readonly resolved: number[] = [];
+  private readonly checked = new Set<number>();
   failure: unknown;
 
   constructor(
@@ -90,9 +100,10 @@ class Real {
     readonly blockSize: number,
   ) {}
 
-  /** Starts a commit of the delta the model has just closed; its checks run when it resolves. */
-  commit(model: Model, delta: ClosedDelta): Promise<void> {
-    const checked = this.vol.commit().then((number) => this.check(model, delta, number));
+  /** Starts a commit; its checks run when it resolves. */
+  commit(model: Model): Promise<void> {
+    const covers = model.lastId;
+    const checked = this.vol.commit().then((number) => this.check(model, covers, number));
     // A commit not awaited now is awaited at the next settle; keep its failure until then.
     checked.catch((error) => (this.failure ??= error));
     return checked;
@@ -103,25 +114,34 @@ class Real {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  private check(model: Model, delta: ClosedDelta, number: number): void {
-    assert.equal(number, delta.number, 'commit resolves with the number of the delta it closed');
-    assert.ok(this.resolved.every((earlier) => earlier < number), `G4: delta ${number} durable after ${this.resolved.at(-1)}`);
-    this.resolved.push(number);
-    if (delta.batch === -1) return;
-    const batch = this.recorder.batches[delta.batch];
-    assert.ok(batch, `delta ${number} wrote a batch`);
-    for (const block of delta.dirty) assert.ok(batch.blocks.has(block), `G1: delta ${number} wrote block ${block}`);
-    for (const [block, image] of batch.blocks) {
-      assert.ok(image.equals(content(delta.snapshot[block], this.blockSize)), `G1: delta ${number} wrote block ${block} as it was when the delta closed`);
+  private check(model: Model, covers: number, number: number): void {
+    for (const w of model.writes) {
+      if (w.id > covers) break;
+      assert.ok(w.delta !== undefined && w.delta <= number, `write ${w.id}, called before the commit, is in delta ${w.delta}, not in ${number} or before`);
     }
-    const batchEvent = this.recorder.events.findIndex((e) => e.kind === 'batch' && e.batch === delta.batch);
+    assert.ok(this.resolved.every((earlier) => earlier <= number), `G4: delta ${number} durable after ${this.resolved.at(-1)}`);
+    this.resolved.push(number);
+    if (number === 0 || this.checked.has(number)) return;
+    this.checked.add(number);
+    const snapshot = model.snapshot(number);
+    const dirty = model.dirtyIn(number);
+    assert.ok(dirty.size > 0, `delta ${number} has a number, so it has blocks`);
+    // Every numbered delta has blocks, so delta n went out as the n-th batch.
+    const batch = this.recorder.batches[number - 1];
+    assert.ok(batch, `delta ${number} wrote a batch`);
+    // A fork carries the earlier delta's dirty blocks of the page along, so a batch may hold more than its own writes.
+    for (const block of dirty) assert.ok(batch.blocks.has(block), `G1: delta ${number} wrote block ${block}`);
+    for (const [block, image] of batch.blocks) {
+      assert.ok(image.equals(content(snapshot[block], this.blockSize)), `G1: delta ${number} wrote block ${block} as it was when the delta closed`);
+    }
+    const batchEvent = this.recorder.events.findIndex((e) => e.kind === 'batch' && e.batch === number - 1);
     assert.ok(this.recorder.events.slice(batchEvent).some((e) => e.kind === 'flush'), `G3: a flush followed delta ${number}'s writes`);
     if (this.memory) {
-      for (const block of delta.dirty) {
+      for (const block of dirty) {
         const held = this.memory.durable.subarray(block * this.blockSize, (block + 1) * this.blockSize);
-        const later = model.closed.slice(number - 1).map((d) => d.snapshot[block]);
+        const ids = [snapshot[block], ...model.laterWrites(number, block)];
         assert.ok(
-          later.some((id) => held.equals(content(id, this.blockSize))),
+          ids.some((id) => held.equals(content(id, this.blockSize))),
           `G3: after commit ${number}, the durable image of block ${block} is that of delta ${number} or later`,
         );
       }
@@ -141,6 +161,7 @@ class ChangeCommand implements Command {
   async run(model: Model, real: Real): Promise<void> {
     const size = real.blockSize;
     await real.vol.change(async (tx) => {
+      const delta = real.vol.stats().delta;
       for (const { kind, block: raw } of this.ops) {
         const block = raw % model.blockCount;
         if (kind === 'read') {
@@ -149,7 +170,9 @@ class ChangeCommand implements Command {
           const view = kind === 'write' ? await tx.write(block) : await tx.overwrite(block);
           const before = kind === 'write' ? model.blocks[block] : 0;
           assert.ok(view.equals(content(before, size)), `tx.${kind}(${block}) starts from ${kind === 'write' ? 'the latest write' : 'zeros'}`);
-          content(model.write(block), size).copy(view);
+          const write = model.write(block);
+          write.delta = delta;
+          content(write.id, size).copy(view);
         }
       }
     });
@@ -159,7 +182,12 @@ class ChangeCommand implements Command {
   }
 }
 
-/** Changes started together without awaiting, with commits between some of them: the order of calls decides each one's delta. */
+/**
+ * Changes started together without awaiting, with commits between some of
+ * them: the order of calls decides each one's delta. They may all run
+ * concurrently in one delta (commits asked for while the pipeline is full
+ * group), so they get disjoint blocks and the outcome is defined.
+ */
 class BurstCommand implements Command {
   constructor(readonly changes: readonly { readonly blocks: readonly number[]; readonly commitAfter: boolean }[]) {}
   check(): boolean {
@@ -167,26 +195,61 @@ class BurstCommand implements Command {
   }
   async run(model: Model, real: Real): Promise<void> {
     const started: Promise<void>[] = [];
-    let segment = new Set<number>();
+    const taken = new Set<number>();
     for (const { blocks, commitAfter } of this.changes) {
-      // Changes between two commits run concurrently in one delta: give them disjoint blocks, so the outcome is defined.
-      const mine = [...new Set(blocks.map((b) => b % model.blockCount))].filter((b) => !segment.has(b));
-      for (const b of mine) segment.add(b);
-      const writes = mine.map((block) => ({ block, id: model.write(block) }));
+      const mine = [...new Set(blocks.map((b) => b % model.blockCount))].filter((b) => !taken.has(b));
+      for (const b of mine) taken.add(b);
+      const writes = mine.map((block) => model.write(block));
       started.push(
         real.vol.change(async (tx) => {
+          const delta = real.vol.stats().delta;
+          for (const write of writes) write.delta = delta;
           for (const { block, id } of writes) content(id, real.blockSize).copy(await tx.write(block));
         }),
       );
-      if (commitAfter) {
-        real.pending.push(real.commit(model, model.close()));
-        segment = new Set();
-      }
+      if (commitAfter) real.pending.push(real.commit(model));
     }
     await Promise.all(started);
   }
   toString(): string {
     return `burst(${this.changes.map((c) => `[${c.blocks.join(',')}]${c.commitAfter ? ' commit' : ''}`).join(' ')})`;
+  }
+}
+
+/**
+ * Clients as a server has them: each makes one change and awaits its own
+ * commit, all at once, so commits arrive while deltas are in flight and
+ * group. Disjoint blocks, so the outcome is defined.
+ */
+class ClientsCommand implements Command {
+  constructor(readonly clients: readonly (readonly number[])[]) {}
+  check(): boolean {
+    return true;
+  }
+  async run(model: Model, real: Real): Promise<void> {
+    const taken = new Set<number>();
+    const blocks = this.clients.map((wanted) => {
+      const mine = [...new Set(wanted.map((b) => b % model.blockCount))].filter((b) => !taken.has(b));
+      for (const b of mine) taken.add(b);
+      return mine;
+    });
+    await Promise.all(
+      blocks.map(async (mine) => {
+        await real.vol.change(async (tx) => {
+          const delta = real.vol.stats().delta;
+          for (const block of mine) {
+            const view = await tx.write(block);
+            const write = model.write(block);
+            write.delta = delta;
+            content(write.id, real.blockSize).copy(view);
+          }
+        });
+        await real.commit(model);
+      }),
+    );
+  }
+  toString(): string {
+    return `clients(${this.clients.map((c) => `[${c.join(',')}]`).join(' ')})`;
   }
 }
 
@@ -196,7 +259,7 @@ class CommitCommand implements Command {
     return true;
   }
   async run(model: Model, real: Real): Promise<void> {
-    const commit = real.commit(model, model.close());
+    const commit = real.commit(model);
     if (this.wait) await commit;
     else real.pending.push(commit);
   }
@@ -240,6 +303,7 @@ const commands = fc.commands(
     fc
       .array(fc.record({ blocks: fc.array(block, { minLength: 1, maxLength: 4 }), commitAfter: fc.boolean() }), { minLength: 2, maxLength: 6 })
       .map((changes) => new BurstCommand(changes)),
+    fc.array(fc.array(block, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 8 }).map((clients) => new ClientsCommand(clients)),
     fc.boolean().map((wait) => new CommitCommand(wait)),
     block.map((b) => new ReadCommand(b)),
     fc.constant(new SettleCommand()),
@@ -261,7 +325,7 @@ async function play(settings: Config, cmds: Iterable<Command>, device: BlockIo, 
   const vol = Volume.over(recorder, {
     blockSize: settings.blockSize,
     cacheSize: settings.cachePages * 4096,
-    // No transition but the model's own: each delta is one the model closed.
+    // No transition but those of commits.
     highWater: 1 << 30,
     maxDeltas: settings.maxDeltas,
     fork: settings.fork,
@@ -271,7 +335,7 @@ async function play(settings: Config, cmds: Iterable<Command>, device: BlockIo, 
   try {
     await fc.asyncModelRun(() => ({ model, real }), cmds);
     await real.settle();
-    await real.commit(model, model.close());
+    await real.commit(model);
   } finally {
     await vol.close().catch(() => undefined);
   }

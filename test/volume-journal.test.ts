@@ -299,7 +299,8 @@ describe('journal mode through the volume', function () {
         commits.push(vol.commit());
       }
       const numbers = await Promise.all(commits);
-      for (let i = 1; i < numbers.length; i++) assert.equal(numbers[i], numbers[i - 1] + 1);
+      // In order; commits asked for while the pipeline is full share one delta (group commit).
+      for (let i = 1; i < numbers.length; i++) assert.ok([numbers[i - 1], numbers[i - 1] + 1].includes(numbers[i]), `commit ${i}: ${numbers[i - 1]} then ${numbers[i]}`);
       assert.ok(vol.stats().journal!.logFullWaits > 0, 'appends waited for log space');
       await vol.close();
       const again = await open(path);

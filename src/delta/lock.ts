@@ -19,6 +19,16 @@ export class DeltaLock {
   private writer = false;
   private readonly queue: Waiter[] = [];
 
+  /** No one holds or awaits it: no change is in progress, and no switch under way. */
+  get idle(): boolean {
+    return this.readers === 0 && !this.writer && this.queue.length === 0;
+  }
+
+  /** Changes waiting for the lock (behind a switch that holds or awaits it exclusive). */
+  get sharedWaiting(): boolean {
+    return this.queue.some((waiter) => !waiter.exclusive);
+  }
+
   /** Takes the lock shared now if no one holds or awaits it exclusive. */
   tryShared(): boolean {
     if (this.writer || this.queue.length > 0) return false;

@@ -35,7 +35,7 @@ export class LoopTurns {
       return undefined;
     }
     if (performance.now() - this.stretchStart < YIELD_AFTER_MS) return undefined;
-    return new Promise<void>((resolve) => setImmediate(resolve));
+    return loopTurn();
   }
 
   /** Watches for the next turn of the loop. */
@@ -43,4 +43,9 @@ export class LoopTurns {
     this.watching = true;
     setImmediate(() => (this.watching = false));
   }
+}
+
+/** One turn of the event loop (setImmediate): for work that would otherwise settle in microtasks alone. */
+export function loopTurn(): Promise<void> {
+  return new Promise<void>((resolve) => setImmediate(resolve));
 }

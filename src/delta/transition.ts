@@ -3,7 +3,7 @@ import type { Cache } from '../cache/cache';
 import type { Mapping } from '../cache/mapping';
 import { Delta } from './delta';
 import { DeltaLock } from './lock';
-import { LoopTurns } from './loop-turns';
+import { LoopTurns, loopTurn } from './loop-turns';
 import { deltaBefore, nextDelta, slotOf } from './number';
 import { writeout, type JournalStage, type WriteoutCounters } from './writeout';
 
@@ -13,8 +13,14 @@ export interface DeltasOptions {
   readonly maxDeltas: number;
   /** Fork pages under writeout (true), or wait for their writeout (Linux's stable pages). */
   readonly fork: boolean;
-  /** Pages dirtied in one delta past which a transition starts by itself. */
+  /** Pages dirtied in one delta past which it asks to close by itself. */
   readonly highWater: number;
+  /**
+   * Pages past which a delta asked to close takes no new change until it has
+   * closed (journal mode: a delta must fit the log). Infinity in ordered
+   * mode (the default), where the cache's size is the bound.
+   */
+  readonly deltaLimit?: number;
   /** The number of the first open delta (a journal resumes the count it recorded). */
   readonly firstDelta: number;
   readonly journal?: JournalStage;
@@ -24,20 +30,34 @@ export interface DeltaCounters extends WriteoutCounters {
   forks: number;
   /** Writes that waited for writeout because `fork` is false. */
   stableWaits: number;
-  /** Transitions started by the high-water mark. */
+  /** Deltas asked to close by the high-water mark. */
   autoTransitions: number;
+  /** Commits that joined a delta already asked to close, and resolve with it (group commit). */
+  groupedCommits: number;
+  /** Commits that found nothing to close: no I/O, no delta. */
+  emptyCommits: number;
+  /** Changes that waited at their start because the open delta had reached `deltaLimit` with `maxDeltas` in flight. */
+  fullDeltaWaits: number;
 }
 
 /**
  * The sequence of deltas: the open one, the closed ones in flight (oldest
- * first), and the transition that moves from one to the next.
+ * first), and the switch from one to the next.
  *
- * A transition takes the delta lock exclusive (so it falls between changes,
- * and the order of calls decides which delta a change lands in), waits for a
- * place in flight if `maxDeltas` are there, moves the delta number on, and
- * starts the closed delta's writeout. Writeouts run concurrently but reach
- * the device in order: each waits for its predecessor's writes before its
- * own, and for its predecessor's durability before its own (writeout.ts).
+ * commit() and the high-water mark only ask the open delta to close
+ * (REQUESTED, delta.ts). The switch happens as soon as there is a place in
+ * flight: at once, or when an earlier delta leaves the pipeline. It takes
+ * the delta lock exclusive, which waits only for the changes in progress to
+ * end (so it falls between changes, and the order of calls decides which
+ * delta a change lands in), moves the delta number on, releases the lock and
+ * starts the closed delta's writeout. No device I/O is ever awaited under
+ * the lock: while `maxDeltas` deltas are in flight the open delta stays open,
+ * changes keep landing in it, and every commit() that arrives meanwhile
+ * resolves with it, once it is durable (group commit).
+ *
+ * Writeouts run concurrently but reach the device in order: each waits for
+ * its predecessor's writes before its own, and for its predecessor's
+ * durability before its own (writeout.ts).
  */
 export class Deltas {
   readonly cache: Cache;
@@ -47,30 +67,48 @@ export class Deltas {
     forks: 0,
     stableWaits: 0,
     autoTransitions: 0,
+    groupedCommits: 0,
+    emptyCommits: 0,
+    fullDeltaWaits: 0,
     deltasCommitted: 0,
     bytesWritten: 0,
     writeoutMs: 0,
   };
-  /** The open delta. */
+  /** The open delta (OPEN or REQUESTED; CLOSING for the instant of a switch). */
   current: Delta;
   /** Closed deltas whose writeout has not finished (not yet durable, or with a journal not yet at home), oldest first. */
   readonly inFlight: Delta[] = [];
   /** The last delta that became durable (the one before the first, at first). */
   durable: number;
+  /**
+   * The delta last closed, in flight or not. Not `inFlight.at(-1)`: deltas
+   * leave the pipeline when their writeouts return, which need not be in
+   * delta order, though their durability is.
+   */
+  private lastClosedDelta: Delta | undefined;
   private readonly maxDeltas: number;
   private readonly highWater: number;
+  private readonly deltaLimit: number;
   private readonly journal: JournalStage | undefined;
   private error: Error | undefined;
-  private autoPending = false;
+  /** The switch under way: settles once the next delta is open. */
+  private switching: Promise<void> | undefined;
   private readonly loopTurns = new LoopTurns();
-  /** Those waiting for a delta to leave the pipeline (a place in flight, or quiescence). */
+  /** The last commit() handed out: the next one resolves after it. */
+  private lastCommit: Promise<unknown> = Promise.resolve();
+  /** Those waiting for a delta to leave the pipeline (quiescence). */
   private departureWaiters: (() => void)[] = [];
+  /** Those waiting for the open delta to close (changes held by `deltaLimit`, commits behind them). */
+  private switchWaiters: (() => void)[] = [];
+  /** Changes waiting at their start for room (see waitForRoom). */
+  private roomWaiters = 0;
 
   constructor(options: DeltasOptions) {
     this.cache = options.cache;
     this.maxDeltas = options.maxDeltas;
     this.forking = options.fork;
     this.highWater = options.highWater;
+    this.deltaLimit = options.deltaLimit ?? Infinity;
     this.journal = options.journal;
     this.current = new Delta(options.firstDelta >>> 0, slotOf(options.firstDelta, this.cache.slotCount));
     this.durable = (options.firstDelta - 1) >>> 0;
@@ -91,45 +129,90 @@ export class Deltas {
     return this.error;
   }
 
-  /** Closes the open delta and starts its writeout; resolves with it once the next delta is open. */
-  async transition(): Promise<Delta> {
-    await this.lock.exclusive();
-    try {
+  /**
+   * Asks the open delta to close and resolves with its number once it (and
+   * every earlier one) is durable. A commit with nothing to close (no block
+   * dirty, no change in progress) does no I/O and opens no delta: it
+   * resolves with the delta last closed, once that one is durable.
+   */
+  commit(): Promise<number> {
+    // Commits resolve in the order they were called, whichever path each took.
+    const outcome = this.closeForCommit();
+    const ordered = this.lastCommit.then(
+      () => outcome,
+      () => outcome,
+    );
+    this.lastCommit = ordered;
+    return ordered;
+  }
+
+  private async closeForCommit(): Promise<number> {
+    for (;;) {
       if (this.error) throw this.error;
-      const closing = this.current;
-      closing.state = 'closing';
-      while (this.inFlight.length >= this.maxDeltas) await this.departure();
-      if (this.error) throw this.error;
-      const number = nextDelta(closing.number);
-      this.current = new Delta(number, slotOf(number, this.cache.slotCount));
-      const previous = this.inFlight.at(-1);
-      this.inFlight.push(closing);
-      void this.write(closing, previous);
-      return closing;
-    } finally {
-      this.lock.releaseExclusive();
+      const open = this.current;
+      if (this.switching) {
+        // The closing delta holds every change called before this commit,
+        // unless some wait for the lock behind the switch: they land in the next.
+        if (!this.lock.sharedWaiting) {
+          this.counters.groupedCommits++;
+          return open.committed;
+        }
+        await this.switching;
+        continue;
+      }
+      if (this.roomWaiters > 0) {
+        // Changes called before this commit wait for the next delta to open.
+        await this.nextSwitch();
+        continue;
+      }
+      if (open.state === 'open' && open.pages === 0 && this.lock.idle) {
+        this.counters.emptyCommits++;
+        return this.lastClosed();
+      }
+      if (open.state === 'requested') this.counters.groupedCommits++;
+      open.requestClose();
+      this.advance();
+      return open.committed;
     }
   }
 
-  /** Closes the open delta and resolves with its number once it (and every earlier one) is durable. */
-  async commit(): Promise<number> {
-    if (this.error) throw this.error;
-    const delta = await this.transition();
-    await delta.durable;
-    return delta.number;
+  /**
+   * Whether a change must wait before it starts: the open delta has reached
+   * `deltaLimit` while it waits for a place in flight (the stated bound of
+   * journal mode, where a delta must fit the log).
+   */
+  get full(): boolean {
+    return this.current.pages >= this.deltaLimit && this.current.state === 'requested' && !this.error;
   }
 
-  /** A page of `mapping` joined the open delta's dirty list: past the high-water mark, a transition starts by itself. */
+  /**
+   * For a change about to start while the open delta is full: waits for the
+   * next delta, then takes the delta lock shared. Its place in the lock's
+   * line is taken in the same turn as the wait ends, so that a commit called
+   * after this change cannot find the new delta empty and idle.
+   */
+  async sharedWhenRoom(): Promise<void> {
+    this.roomWaiters++;
+    let granted: Promise<void>;
+    try {
+      while (this.full) {
+        this.counters.fullDeltaWaits++;
+        await this.nextSwitch();
+      }
+      granted = this.lock.shared();
+    } finally {
+      this.roomWaiters--;
+    }
+    await granted;
+  }
+
+  /** A page of `mapping` joined the open delta's dirty list: past the high-water mark, the delta asks to close by itself. */
   joined(delta: Delta, mapping: Mapping): void {
     delta.joined(mapping);
-    if (delta.pages < this.highWater || this.autoPending || this.error) return;
-    this.autoPending = true;
+    if (delta.pages < this.highWater || delta.state !== 'open' || this.error) return;
     this.counters.autoTransitions++;
-    // Its failure is the volume's failure, reported by commit() and change().
-    this.transition().then(
-      () => (this.autoPending = false),
-      () => (this.autoPending = false),
-    );
+    delta.requestClose();
+    this.advance();
   }
 
   /**
@@ -164,6 +247,65 @@ export class Deltas {
     return new Promise<void>((resolve) => this.departureWaiters.push(resolve));
   }
 
+  /** Starts the switch if the open delta asked to close and a place in flight is free. */
+  private advance(): void {
+    if (this.switching !== undefined || this.error) return;
+    const closing = this.current;
+    if (closing.state !== 'requested' || this.inFlight.length >= this.maxDeltas) return;
+    closing.state = 'closing';
+    this.switching = this.lock.exclusive().then(() => this.switchFrom(closing));
+  }
+
+  /** Under the delta lock held exclusive, for no longer than this synchronous call. */
+  private switchFrom(closing: Delta): void {
+    try {
+      if (this.error) {
+        closing.fail(this.error);
+      } else if (closing.pages === 0) {
+        // Its changes dirtied nothing: no delta to write, and no number spent.
+        closing.giveWay(this.lastClosed());
+        this.current = new Delta(closing.number, closing.slot);
+      } else {
+        const number = nextDelta(closing.number);
+        this.current = new Delta(number, slotOf(number, this.cache.slotCount));
+        const previous = this.lastClosedDelta;
+        this.lastClosedDelta = closing;
+        this.inFlight.push(closing);
+        void this.write(closing, previous);
+      }
+    } finally {
+      this.switching = undefined;
+      this.lock.releaseExclusive();
+      this.wake('switch');
+    }
+  }
+
+  /**
+   * The outcome of the delta last closed (or the last durable one). It takes
+   * a turn of the event loop first: a loop of empty commits must not resolve
+   * in microtasks alone and starve the timers and writers it waits for.
+   */
+  private async lastClosed(): Promise<number> {
+    // Taken before the turn: deltas that close during it hold later changes.
+    const last = this.lastClosedDelta;
+    const durable = this.durable;
+    await loopTurn();
+    if (last) return last.committed;
+    if (this.error) throw this.error;
+    return durable;
+  }
+
+  private nextSwitch(): Promise<void> {
+    return new Promise<void>((resolve) => this.switchWaiters.push(resolve));
+  }
+
+  private wake(which: 'switch' | 'departure'): void {
+    const waiters = which === 'switch' ? this.switchWaiters : this.departureWaiters;
+    if (which === 'switch') this.switchWaiters = [];
+    else this.departureWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
   private async write(delta: Delta, previous: Delta | undefined): Promise<void> {
     // Registered before commit() awaits the same promise, so `durable` is current when it resumes.
     delta.durable.then(
@@ -177,12 +319,17 @@ export class Deltas {
     try {
       // With a journal this returns after the home writes, which come after durability.
       await writeout(delta, previous, this.cache, this.counters, this.journal);
-      if (delta.failure) this.error ??= delta.failure;
+      if (delta.failure && !this.error) {
+        this.error = delta.failure;
+        // The open delta can never be written now: its commits reject, and
+        // changes held for room find the failure.
+        this.current.fail(this.error);
+        this.wake('switch');
+      }
     } finally {
       this.inFlight.splice(this.inFlight.indexOf(delta), 1);
-      const waiters = this.departureWaiters;
-      this.departureWaiters = [];
-      for (const wake of waiters) wake();
+      this.wake('departure');
+      this.advance();
     }
   }
 }

@@ -78,7 +78,6 @@ export async function writeout(
     }
     if (previous) await previous.written;
     const blocks = await collect(delta, cache);
-    if (blocks.length === 0) await loopTurn();
     let requests = writeRuns(blocks, cache.blockSize);
     // One request: write it durable (RWF_DSYNC), one round trip instead of a write and a flush.
     // Several: each would flush on its own, and a flush covers only what completed before it.
@@ -107,7 +106,6 @@ async function journaledWriteout(
   start: number,
 ): Promise<void> {
   const blocks = await collect(delta, cache);
-  if (blocks.length === 0) await loopTurn();
   if (blocks.length > 0) {
     journal.checkDeltaSize(delta.number, blocks.length);
     await journal.log(delta.number, blocks);
@@ -123,17 +121,6 @@ async function journaledWriteout(
   counters.bytesWritten += blocks.length * cache.blockSize;
   delta.markWritten();
   journal.homeWritten(delta.number);
-}
-
-/**
- * An empty delta does no I/O, so its writeout would settle in microtasks
- * only, and a loop of empty commits (`while (running) await vol.commit()`)
- * would never let the event loop turn, starving the timers and writers it
- * waits for. Its writeout takes one turn instead; later deltas wait for it,
- * so commits still resolve in order.
- */
-function loopTurn(): Promise<void> {
-  return new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 /** The delta's dirty blocks, mapped to their homes and sorted by them. */

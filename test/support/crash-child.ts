@@ -56,12 +56,17 @@ async function main(): Promise<void> {
     if (plan.concurrent) await Promise.all(runs.map((run) => run()));
     else for (const run of runs) await run();
     say(`close ${k}`);
-    const committed = vol.commit().then((number) => {
-      if (number !== expected) fail(`commit of plan delta ${k} resolved with delta ${number}, expected ${expected}`);
+    // Concurrent committers: all called at once, they resolve together with the plan's delta (group commit).
+    const commits = Array.from({ length: plan.committers }, () => vol.commit());
+    const committed = Promise.all(commits).then((numbers) => {
+      for (const number of numbers) if (number !== expected) fail(`commit of plan delta ${k} resolved with delta ${number}, expected ${expected}`);
       const stats = vol.stats();
       say(`ack ${k} ${stats.forks} ${stats.spaceWaits}`);
     }, fail);
     if (plan.awaitCommit) await committed;
+    // Changes called after a commit may join its delta while the pipeline is full; the plan's
+    // next delta starts once this one has closed, so that each plan delta is one volume delta.
+    else while (vol.stats().delta === expected) await new Promise((resolve) => setImmediate(resolve));
   }
 }
 

@@ -54,6 +54,8 @@ export interface DeltaPlan {
   readonly overwrite: readonly (readonly boolean[])[];
   /** Await the commit before the next delta (otherwise up to maxDeltas are in flight). */
   readonly awaitCommit: boolean;
+  /** How many commit() calls close it at once (concurrent committers, grouped into this one delta). */
+  readonly committers: number;
   /** Every block the delta writes. */
   readonly blocks: ReadonlySet<number>;
 }
@@ -101,7 +103,9 @@ export function planDelta(seed: number, k: number): DeltaPlan {
     changes.push(writes);
     overwrite.push(over);
   }
-  const plan: DeltaPlan = { changes, overwrite, concurrent: rng() < 0.3, awaitCommit: rng() < 0.35, blocks };
+  const concurrent = rng() < 0.3;
+  const awaitCommit = rng() < 0.35;
+  const plan: DeltaPlan = { changes, overwrite, concurrent, awaitCommit, committers: 1 + int(4), blocks };
   if (planCache.size > 50_000) planCache.clear();
   planCache.set(key, plan);
   return plan;
