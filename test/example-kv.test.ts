@@ -309,5 +309,12 @@ describe('examples/kv: a key-value store on blockfork (O_DIRECT temp files)', ()
       for (const m of [row.blockfork, row.lmdb]) assert.ok(m.putsPerSecond > 0 && Number.isFinite(m.putsPerSecond), JSON.stringify(m));
       assert.ok(row.ratio > 0 && Number.isFinite(row.ratio));
     }
+    assert.deepEqual(
+      report.clientRows.map((r) => r.clients),
+      [1, 8, 64],
+    );
+    for (const row of report.clientRows) {
+      for (const m of [row.blockfork, row.lmdb]) assert.ok(m.puts >= row.clients && m.putsPerSecond > 0, `${row.clients} clients: ${JSON.stringify(m)}`);
+    }
   });
 });

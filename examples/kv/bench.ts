@@ -1,6 +1,7 @@
 /**
  * The kv store against lmdb: puts per second with durable commits of 1, 100
- * and 10,000 puts each.
+ * and 10,000 puts each; then 1, 8 and 64 concurrent clients, each putting
+ * one key and awaiting its own durable flush, as a server's requests do.
  *
  *   npm run bench:kv                 # full: each measurement lasts >= 2 s
  *   npm run bench:kv -- --quick      # a fast run, to see that it works
@@ -25,6 +26,12 @@
  * For each batch size both stores do the same number of puts: enough for the
  * faster one to take about 2.5 s (measured by a short calibration run of
  * each), so the slower one takes longer.
+ *
+ * Concurrent clients: each loops `await put(key); await <durable flush>` for
+ * the same time in both stores: `kv.flush()` (commits asked for while deltas
+ * are in flight group into one delta), and lmdb's `await db.put()` then
+ * `await db.flushed` (lmdb-js batches the puts that arrive during a commit
+ * into its next transaction). Counted: acknowledged puts per second.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -36,6 +43,7 @@ import { Kv } from './kv';
 const KEY_BYTES = 16;
 const VALUE_BYTES = 100;
 const BATCHES = [1, 100, 10_000];
+const CLIENTS = [1, 8, 64];
 const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;
 const MiB = 1 << 20;
@@ -69,6 +77,14 @@ export interface Row {
   ratio: number;
 }
 
+export interface ClientsRow {
+  clients: number;
+  blockfork: Measured;
+  lmdb: Measured;
+  /** blockfork puts/s over lmdb puts/s. */
+  ratio: number;
+}
+
 export interface Report {
   quick: boolean;
   dir: string;
@@ -81,6 +97,7 @@ export interface Report {
   /** os.loadavg() at the end: other work on the machine skews the numbers. */
   loadAverage: number[];
   rows: Row[];
+  clientRows: ClientsRow[];
 }
 
 /** Where the puts' keys and values come from. */
@@ -92,6 +109,8 @@ interface Source {
 /** One store under test: `commit(n, source)` puts n keys and values from `source` and resolves once they are durable. */
 interface Subject {
   commit(puts: number, source: Source): Promise<void>;
+  /** One put and its own durable flush, as one client of many does it. */
+  putDurably(key: Buffer, value: Buffer): Promise<void>;
   /** Deltas the store started by itself so far (a batch split in several): blockfork only. */
   autoTransitions?(): number;
   close(): Promise<void>;
@@ -181,6 +200,10 @@ async function blockforkSubject(file: string, work: Workload, journal: boolean):
       for (let i = 0; i < puts; i++) await kv.put(source.nextKey(), source.nextValue());
       await kv.flush();
     },
+    async putDurably(key, value) {
+      await kv.put(key, value);
+      await kv.flush();
+    },
     autoTransitions: () => kv.volume.stats().autoTransitions,
     close: () => kv.close(),
   };
@@ -194,6 +217,10 @@ async function lmdbSubject(file: string): Promise<Subject> {
       await db.transaction(() => {
         for (let i = 0; i < puts; i++) void db.put(source.nextKey(), source.nextValue());
       });
+      await db.flushed;
+    },
+    async putDurably(key, value) {
+      await db.put(key, value);
       await db.flushed;
     },
     close: () => db.close(),
@@ -228,6 +255,24 @@ async function measure(subject: Subject, work: Workload, batch: number, commits:
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const puts = batch * commits;
   return { puts, commits, seconds, putsPerSecond: puts / seconds };
+}
+
+/** `clients` loops of one put and its durable flush each, for `seconds`; acknowledged puts. */
+async function measureClients(subject: Subject, work: Workload, clients: number, seconds: number): Promise<Measured> {
+  work.reset();
+  const start = process.hrtime.bigint();
+  const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
+  let puts = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (elapsed() < seconds) {
+        await subject.putDurably(work.nextKey(), work.nextValue());
+        puts++;
+      }
+    }),
+  );
+  const total = elapsed();
+  return { puts, commits: puts, seconds: total, putsPerSecond: puts / total };
 }
 
 export async function runBench(settings: Settings): Promise<Report> {
@@ -266,6 +311,13 @@ export async function runBench(settings: Settings): Promise<Report> {
       rows.push({ batch, blockforkAutoDeltas, blockfork: b, lmdb: l, ratio: b.putsPerSecond / l.putsPerSecond });
       if (!settings.json) process.stderr.write(`bench-kv: batch ${batch} done\n`);
     }
+    const clientRows: ClientsRow[] = [];
+    for (const clients of CLIENTS) {
+      const b = await measureClients(blockfork, work, clients, settings.target);
+      const l = await measureClients(lmdb, work, clients, settings.target);
+      clientRows.push({ clients, blockfork: b, lmdb: l, ratio: b.putsPerSecond / l.putsPerSecond });
+      if (!settings.json) process.stderr.write(`bench-kv: ${clients} clients done\n`);
+    }
     return {
       quick: settings.quick,
       dir,
@@ -277,6 +329,7 @@ export async function runBench(settings: Settings): Promise<Report> {
       lmdbMethod: 'lmdb defaults (sync on commit, overlappingSync): await db.transaction(() => puts), then await db.flushed',
       loadAverage: os.loadavg(),
       rows,
+      clientRows,
     };
   } finally {
     for (const subject of subjects) await subject.close().catch(() => undefined);
@@ -288,7 +341,9 @@ function format(report: Report): string {
   const n = (x: number) => Math.round(x).toLocaleString('en-US');
   const header = ['batch', 'puts', 'blockfork puts/s', 'lmdb puts/s', 'ratio (bf/lmdb)'];
   const body = report.rows.map((r) => [n(r.batch), n(r.blockfork.puts), n(r.blockfork.putsPerSecond), n(r.lmdb.putsPerSecond), r.ratio.toFixed(2)]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  const clientHeader = ['clients', 'puts', 'blockfork puts/s', 'lmdb puts/s', 'ratio (bf/lmdb)'];
+  const clientBody = report.clientRows.map((r) => [n(r.clients), n(r.blockfork.puts), n(r.blockfork.putsPerSecond), n(r.lmdb.putsPerSecond), r.ratio.toFixed(2)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...[...body, ...clientBody].map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
   return [
     `kv bench${report.quick ? ' (quick)' : ''}: ${report.keyBytes}-byte keys, ${report.valueBytes}-byte values, ${n(report.keys)} keys put once beforehand, random overwrites; files in ${path.dirname(report.dir)}`,
@@ -299,6 +354,10 @@ function format(report: Report): string {
     line(header),
     ...body.map(line),
     ...report.rows.filter((r) => r.blockforkAutoDeltas > 0).map((r) => `note: at batch ${r.batch}, the kv store's volume started ${r.blockforkAutoDeltas} deltas by itself (batches split past its high-water mark)`),
+    '',
+    'concurrent clients, each: await put(); await durable flush (kv.flush() / db.flushed)',
+    line(clientHeader),
+    ...clientBody.map(line),
     '',
   ].join('\n');
 }
