@@ -100,6 +100,26 @@ describe('G2 when commits come faster than the device: deferred switches and gro
     }
   });
 
+  it('a commit that waited for a change that dirtied nothing spends no delta: it resolves with the delta last closed', async () => {
+    const { vol } = await volumes.open(1 << 20);
+    await fill(vol, [0], 1);
+    assert.equal(await vol.commit(), 1);
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    const reader = vol.change(async (tx) => {
+      await gate;
+      return tx.read(0);
+    });
+    const commit = vol.commit();
+    assert.equal(await settles(commit), false, 'the commit waits for the change in progress');
+    letGo();
+    assert.deepEqual(await reader, Buffer.alloc(BLOCK, 1));
+    assert.equal(await commit, 1);
+    assert.equal(vol.stats().delta, 2, 'the open delta kept its number');
+    await fill(vol, [1], 2);
+    assert.equal(await vol.commit(), 2);
+  });
+
   it('journal mode: a delta that reaches its share of the log while the pipeline is full holds new changes until it closes, and says so in stats', async () => {
     const temp = new TempDir();
     try {
