@@ -7,11 +7,12 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { bench, type BenchOptions } from './bench';
 import { checkCommand } from './check';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './failure';
+import { oneLine } from '../io/error-chain';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './failure';
 import { formatCommand } from './format';
 import { info } from './info';
-import { formatBytes, parseBytes } from './units';
-import { REGION_UNIT } from './workloads';
+import { formatBytes, parseBytes } from '../bench/units';
+import { REGION_UNIT } from '../bench/workloads';
 
 function sizeArgument(text: string): number {
   const bytes = parseBytes(text);

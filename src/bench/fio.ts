@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { CliError } from './failure';
+import { BenchError } from './bench-error';
 import type { Measurement, Subject, Target } from './subject';
 import { RANDOM_WRITE, type Workload } from './workloads';
 
@@ -109,7 +109,7 @@ async function runFio(job: string, args: string[]): Promise<Measurement> {
     execFile('fio', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (error, out, err) => {
       if (error) {
         const last = err.trim().split('\n').pop() ?? '';
-        reject(new CliError(`fio ${job} failed (exit ${String(error.code)})${last ? `: ${last}` : ''}`));
+        reject(new BenchError(`fio ${job} failed (exit ${String(error.code)})${last ? `: ${last}` : ''}`));
       } else {
         resolve(out);
       }
@@ -134,13 +134,13 @@ export function parseFioJson(text: string): Measurement {
   try {
     report = JSON.parse(start >= 0 ? text.slice(start) : text) as { jobs?: FioJob[] };
   } catch (error) {
-    throw new CliError('fio printed no JSON report', { cause: error });
+    throw new BenchError('fio printed no JSON report', { cause: error });
   }
   const job = report.jobs?.[0];
   if (!job?.write || typeof job.write.bw_bytes !== 'number' || typeof job.write.iops !== 'number') {
-    throw new CliError('fio\'s JSON report has no write results');
+    throw new BenchError('fio\'s JSON report has no write results');
   }
-  if (job.error) throw new CliError(`fio reported error ${job.error}`);
+  if (job.error) throw new BenchError(`fio reported error ${job.error}`);
   const clat = job.write.clat_ns;
   const p50 = clat?.percentile?.['50.000000'];
   const p99 = clat?.percentile?.['99.000000'];
