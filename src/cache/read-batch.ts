@@ -19,19 +19,23 @@ interface Part {
 /**
  * The cache's reads on their way to the device: every read asked for while
  * the event loop runs the current batch of callbacks (32 readers whose
- * misses come back at once, a readahead window, the pages of a range) waits
- * until that batch has run (setImmediate), then all of them go down as one
- * submit, sorted by offset, with requests that follow one another on the
- * device merged into one vectored request (up to MAX_REQUEST_BYTES and
+ * misses come back at once, the pages of a range) waits until that batch
+ * has run (setImmediate), then all of them go down together, sorted by
+ * offset, with requests that follow one another on the device merged into
+ * one vectored request (up to MAX_REQUEST_BYTES and
  * MAX_BUFFERS_PER_REQUEST). One request per page, as each miss would issue
  * alone, costs the device its large transfers and costs us a system call
  * each. A merged request that fails fails every read that had a part in it.
+ *
+ * Each merged request is submitted on its own, one after another in offset
+ * order in the same turn: a submit resolves when its last request
+ * completes, so unrelated requests in one submit (32 random readers)
+ * would complete in lockstep, each reader waiting for the slowest, and the
+ * queue would drain between batches instead of staying full.
  */
 export class ReadBatch {
   private queued: Job[] = [];
   private scheduled = false;
-  /** Submits made, and requests in them: what the merging saves shows here. */
-  readonly counters = { submits: 0, requests: 0 };
 
   constructor(private readonly device: BlockIo) {}
 
@@ -89,19 +93,18 @@ export class ReadBatch {
       i = j;
     }
     for (const owners of members) for (const job of owners) job.waiting++;
-    this.counters.submits++;
-    this.counters.requests += merged.length;
-    this.device.submit(merged).then(
-      (results) => {
-        for (let k = 0; k < merged.length; k++) {
-          const error = results[k].error ?? this.shortRead(merged[k], results[k].bytes);
+    for (let k = 0; k < merged.length; k++) {
+      const request = merged[k];
+      this.device.submit([request]).then(
+        ([result]) => {
+          const error = result.error ?? this.shortRead(request, result.bytes);
           for (const job of members[k]) settle(job, error);
-        }
-      },
-      (error: unknown) => {
-        for (const owners of members) for (const job of owners) settle(job, error);
-      },
-    );
+        },
+        (error: unknown) => {
+          for (const job of members[k]) settle(job, error);
+        },
+      );
+    }
   }
 
   private shortRead(request: IoRequest, bytes: number): Error | undefined {
