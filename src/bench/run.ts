@@ -1,4 +1,5 @@
 import * as os from 'node:os';
+import { BenchError } from './bench-error';
 import { comparisons, FULL_SCALE, QUICK_SCALE, type Entry } from './comparisons';
 import { wipeSuperblocks } from './bench-volume';
 import { fioVersion, FIO_MISSING } from './fio';
@@ -39,11 +40,21 @@ export interface Steps {
   stop(): void;
 }
 
-export async function runBench(info: TargetInfo, region: number, quick: boolean, startSteps: (total: number) => Steps): Promise<BenchReport> {
+/** `only`: the ids of the comparisons to run (all when undefined). */
+export async function runBench(
+  info: TargetInfo,
+  region: number,
+  quick: boolean,
+  only: readonly string[] | undefined,
+  startSteps: (total: number) => Steps,
+): Promise<BenchReport> {
   const repeats = quick ? 1 : 3;
   const target: Target = { path: info.path, region, seed: SEED };
   const fio = fioVersion();
-  const plan = comparisons(fio, quick ? QUICK_SCALE : FULL_SCALE);
+  const all = comparisons(fio, quick ? QUICK_SCALE : FULL_SCALE);
+  const unknown = only?.filter((id) => !all.some((c) => c.id === id)) ?? [];
+  if (unknown.length > 0) throw new BenchError(`no comparison ${unknown.join(', ')}: the comparisons are ${all.map((c) => c.id).join(', ')}`);
+  const plan = only === undefined ? all : all.filter((c) => only.includes(c.id));
   const runs = new Map<Entry, { measurements: Measurement[]; unavailable?: string }>();
   for (const comparison of plan) {
     for (const entry of comparison.entries) runs.set(entry, { measurements: [], unavailable: entry.subject.unavailable });

@@ -24,6 +24,8 @@ export interface BenchOptions {
   force: boolean;
   /** A directory to write the results JSON and the charts into. */
   report?: string;
+  /** Comma-separated ids of the comparisons to run. */
+  only?: string;
 }
 
 const DEFAULT_SIZE = 1 << 30;
@@ -44,7 +46,8 @@ export async function bench(pathArgument: string | undefined, options: BenchOpti
   }
   let report: BenchReport;
   try {
-    report = await runBench(info, region, options.quick, (total) => new Progress(total));
+    const only = options.only?.split(',').map((id) => id.trim()).filter((id) => id !== '');
+    report = await runBench(info, region, options.quick, only, (total) => new Progress(total));
   } finally {
     scratch?.remove();
   }
