@@ -72,6 +72,14 @@ interface PageLock {
  * with `holds`, which follow the page to its copy on a fork. The page lock
  * (an async mutex, made only while someone holds or wants it) serialises
  * readpage and fork on one page; it is never held across a device write.
+ *
+ * Reads. Every read goes through `reads` (read-batch.ts): the misses of one
+ * turn go down together, merged where they follow one another. A miss, and
+ * the first use of a page read ahead, tell the mapping's readahead
+ * (readahead.ts), which may start a window: `startWindow` admits the pages
+ * that are not cached, takes their page locks before anyone can see them,
+ * and reads them in the background, so that a reader who comes for one
+ * waits on that read instead of issuing its own.
  */
 export class Cache {
   readonly device: BlockIo;
