@@ -2,9 +2,9 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { native } from '../src/native';
-import { fioArguments, fioSyncArguments, fioVersion, parseFioJson } from '../src/cli/fio';
-import { check, type GoalInputs } from '../src/cli/goals';
-import { offsetSource, RANDOM_WRITE, SEQUENTIAL_WRITE } from '../src/cli/workloads';
+import { fioArguments, fioSyncArguments, fioVersion, parseFioJson } from '../src/bench/fio';
+import { check, type GoalInputs } from '../src/bench/goals';
+import { offsetSource, RANDOM_WRITE, SEQUENTIAL_WRITE } from '../src/bench/workloads';
 import { buildCli, makeFile, makeTempDir, runCli } from './cli-support';
 
 interface BenchRow {

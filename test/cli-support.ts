@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { chooseScratchDirectory } from '../src/cli/scratch-image';
+import { chooseScratchDirectory } from '../src/bench/scratch-image';
 
 const ROOT = path.join(__dirname, '..');
 export const CLI = path.join(ROOT, 'lib', 'cli', 'main.js');

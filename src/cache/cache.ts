@@ -4,8 +4,9 @@ import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
 import { Lru } from './lru';
 import { Mapping, type BlockMap } from './mapping';
-import { CLEAN, EMPTY, FROZEN, NO_FRAME, Pages, WRITTEN, dirtyIn, isDirty } from './page';
+import { CLEAN, EMPTY, FROZEN, MARK, NO_FRAME, Pages, READ_AHEAD, WRITTEN, dirtyIn, isDirty } from './page';
 import { PagePool } from './pool';
+import { ReadBatch } from './read-batch';
 
 export interface CacheOptions {
   readonly device: BlockIo;
@@ -15,6 +16,8 @@ export interface CacheOptions {
   readonly cacheSize: number;
   /** Delta slots: a power of two, more than the deltas that can hold dirty blocks at once. */
   readonly slotCount: number;
+  /** Bytes of the largest readahead window; 0 (the default) turns readahead off. */
+  readonly readahead?: number;
   /**
    * Asked when a page must come in and every cached page is dirty or pinned:
    * a promise that settles when writeout may have freed some (the caller
@@ -30,7 +33,28 @@ export interface CacheCounters {
   evictions: number;
   /** Times a page had to wait for writeout to free a frame. */
   spaceWaits: number;
+  /** Pages brought in by readahead windows and prefetches. */
+  readaheadPages: number;
+  /** Of those, pages used (read or written) before they were evicted. */
+  readaheadUsed: number;
+  /** Of those, pages evicted (or dropped with their mapping) without a use. */
+  readaheadWasted: number;
 }
+
+/**
+ * The share of the cache that pages read ahead and not used yet may take:
+ * a quarter, so that readahead for a few streams fits beside a working set,
+ * and a reader that stops leaves at most that much to be evicted.
+ */
+export const READAHEAD_SHARE = 4;
+
+/**
+ * Frames a readahead window leaves obtainable (free, or clean and
+ * evictable) for the misses of readers: a window never takes the last of
+ * them, so that a reader's own miss never has to overcommit the cache or
+ * wait for writeout because of pages read ahead.
+ */
+const READAHEAD_RESERVE = 4;
 
 interface PageLock {
   readonly mutex: Mutex;
@@ -48,6 +72,14 @@ interface PageLock {
  * with `holds`, which follow the page to its copy on a fork. The page lock
  * (an async mutex, made only while someone holds or wants it) serialises
  * readpage and fork on one page; it is never held across a device write.
+ *
+ * Reads. Every read goes through `reads` (read-batch.ts): the misses of one
+ * turn go down together, merged where they follow one another. A miss, and
+ * the first use of a page read ahead, tell the mapping's readahead
+ * (readahead.ts), which may start a window: `startWindow` admits the pages
+ * that are not cached, takes their page locks before anyone can see them,
+ * and reads them in the background, so that a reader who comes for one
+ * waits on that read instead of issuing its own.
  */
 export class Cache {
   readonly device: BlockIo;
@@ -65,7 +97,13 @@ export class Cache {
   readonly lru: Lru;
   /** The physical mapping of the whole device. */
   readonly volume: Mapping;
-  readonly counters: CacheCounters = { pagesRead: 0, evictions: 0, spaceWaits: 0 };
+  readonly counters: CacheCounters = { pagesRead: 0, evictions: 0, spaceWaits: 0, readaheadPages: 0, readaheadUsed: 0, readaheadWasted: 0 };
+  /** Reads on their way to the device, batched and merged. */
+  readonly reads: ReadBatch;
+  /** Pages of the largest readahead window; 0: readahead is off. */
+  readonly readaheadPages: number;
+  /** Pages read ahead may take at most this many frames until they are used. */
+  readonly readaheadLimit: number;
 
   private readonly whenFull: () => Promise<void> | undefined;
   private readonly mappings = new Map<number, Mapping>();
@@ -74,6 +112,17 @@ export class Cache {
   private cached = 0;
   private dirty = 0;
   private frozen = 0;
+  /** Cached pages flagged READ_AHEAD. */
+  private unused = 0;
+  /**
+   * Frames admitted by readahead, oldest first (from `readaheadHead` on):
+   * when the share is full, the oldest that is still unused and evictable
+   * makes room, so that the windows of streams that were left go before
+   * those of a stream that lasts. Entries of frames used or freed since are
+   * skipped.
+   */
+  private readaheadOrder: number[] = [];
+  private readaheadHead = 0;
 
   constructor(options: CacheOptions) {
     this.device = options.device;
@@ -84,6 +133,9 @@ export class Cache {
     this.capacity = Math.max(1, Math.floor(options.cacheSize / options.pageSize));
     this.deviceBlocks = Math.floor(options.device.geometry.size / options.blockSize);
     this.whenFull = options.whenFull;
+    this.reads = new ReadBatch(options.device);
+    this.readaheadLimit = Math.floor(this.capacity / READAHEAD_SHARE);
+    this.readaheadPages = Math.min(Math.floor((options.readahead ?? 0) / options.pageSize), this.readaheadLimit);
     this.pool = new PagePool(options.pageSize, this.capacity);
     this.pages = new Pages(this.perPage, this.pool.slabPages);
     this.lru = new Lru(this.pool.slabPages);
@@ -146,6 +198,7 @@ export class Cache {
     const frame = mapping.table.get(pageIndex);
     if (frame !== undefined && this.pages.states[frame * this.perPage + head] !== EMPTY) {
       this.lru.touch(frame);
+      this.used(mapping, frame);
       return Buffer.from(this.view(frame, head));
     }
     return this.copyOutRead(mapping, block, head);
@@ -228,17 +281,24 @@ export class Cache {
   }
 
   /** The frame of a block brought up to date (read if EMPTY), pinned. */
-  async uptodate(mapping: Mapping, block: number): Promise<number> {
+  uptodate(mapping: Mapping, block: number): Promise<number> {
     const pageIndex = Math.floor(block / this.perPage);
     const head = block - pageIndex * this.perPage;
+    if (!mapping.table.has(pageIndex)) this.missed(mapping, pageIndex, 1);
+    return this.uptodateHeads(mapping, pageIndex, head, head + 1);
+  }
+
+  /** The frame of a page whose blocks `from` to `to - 1` are up to date (read if EMPTY), pinned. */
+  async uptodateHeads(mapping: Mapping, pageIndex: number, from: number, to: number): Promise<number> {
     for (;;) {
       const frame = await this.page(mapping, pageIndex);
-      if (this.pages.states[frame * this.perPage + head] !== EMPTY) return frame;
+      this.used(mapping, frame);
+      if (!this.anyEmpty(frame, from, to)) return frame;
       const unlock = await this.lock(frame);
       let current: boolean;
       try {
         current = mapping.table.get(pageIndex) === frame;
-        if (current && this.pages.states[frame * this.perPage + head] === EMPTY) await mapping.readpage(frame, pageIndex);
+        if (current && this.anyEmpty(frame, from, to)) await mapping.readpage(frame, pageIndex);
       } catch (error) {
         this.unpin(frame);
         throw error;
@@ -252,11 +312,79 @@ export class Cache {
   }
 
   /**
+   * The frames of the pages that hold blocks `first` to `first + count - 1`,
+   * each up to date for the blocks of the run and pinned: their misses go
+   * down together (one batch, merged), a sequential run as a readahead
+   * window. The caller keeps the run within `rangeLimit` pages, so that it
+   * fits the cache beside what is pinned.
+   */
+  async uptodateRun(mapping: Mapping, first: number, count: number): Promise<number[]> {
+    const perPage = this.perPage;
+    const firstPage = Math.floor(first / perPage);
+    const lastPage = Math.floor((first + count - 1) / perPage);
+    if (!mapping.table.has(firstPage)) this.missed(mapping, firstPage, lastPage - firstPage + 1);
+    const pending: Promise<number>[] = [];
+    for (let p = firstPage; p <= lastPage; p++) {
+      const from = p === firstPage ? first - p * perPage : 0;
+      const to = p === lastPage ? first + count - p * perPage : perPage;
+      pending.push(this.uptodateHeads(mapping, p, from, to));
+    }
+    const settled = await Promise.allSettled(pending);
+    const frames: number[] = [];
+    let failure: unknown;
+    for (const result of settled) {
+      if (result.status === 'fulfilled') frames.push(result.value);
+      else failure ??= result.reason;
+    }
+    if (failure !== undefined) {
+      for (const frame of frames) this.unpin(frame);
+      throw failure;
+    }
+    return frames;
+  }
+
+  /** Pages a range call brings in at once: the readahead share, so that a long run never crowds the cache. */
+  get rangeLimit(): number {
+    return Math.max(1, this.readaheadLimit);
+  }
+
+  /** A copy of blocks `first` to `first + count - 1` as the cache holds them now, read first where they are not cached. */
+  async copyRange(mapping: Mapping, first: number, count: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(count * this.blockSize);
+    const step = this.rangeLimit * this.perPage;
+    for (let start = first; start < first + count; start += step) {
+      const n = Math.min(step, first + count - start);
+      const frames = await this.uptodateRun(mapping, start, n);
+      const firstPage = Math.floor(start / this.perPage);
+      for (let b = start; b < start + n; b++) {
+        const p = Math.floor(b / this.perPage);
+        this.view(frames[p - firstPage], b - p * this.perPage).copy(out, (b - first) * this.blockSize);
+      }
+      for (const frame of frames) this.unpin(frame);
+    }
+    return out;
+  }
+
+  /** Starts reading blocks `first` to `first + count - 1` where they are not cached, without waiting (see startWindow). */
+  prefetch(mapping: Mapping, first: number, count: number): void {
+    const firstPage = Math.floor(first / this.perPage);
+    const lastPage = Math.floor((first + count - 1) / this.perPage);
+    this.startWindow(mapping, firstPage, lastPage - firstPage + 1, -1, false);
+  }
+
+  private anyEmpty(frame: number, from: number, to: number): boolean {
+    const base = frame * this.perPage;
+    for (let b = from; b < to; b++) if (this.pages.states[base + b] === EMPTY) return true;
+    return false;
+  }
+
+  /**
    * Marks a block dirty in `slot` in place. The caller has checked that no
    * block of the page is dirty in another slot. Returns whether the page was
    * clean before (it has just joined the mapping's dirty list for the slot).
    */
   markDirty(mapping: Mapping, frame: number, block: number, slot: number): boolean {
+    if (this.pages.flags[frame] & READ_AHEAD) this.firstUse(frame);
     const wasClean = this.pages.dirtyState(frame) === CLEAN;
     this.pages.states[frame * this.perPage + block] = dirtyIn(slot);
     if (!wasClean) return false;
@@ -312,6 +440,123 @@ export class Cache {
     list.length = 0;
   }
 
+  /**
+   * The read path met a cached page: if it came in by readahead, this is its
+   * first use, and if it is its stream's mark, the next window starts now,
+   * while the reader still has this one's pages ahead of it.
+   */
+  used(mapping: Mapping, frame: number): void {
+    const flags = this.pages.flags[frame];
+    if ((flags & (READ_AHEAD | MARK)) === 0) return;
+    if (flags & READ_AHEAD) this.firstUse(frame);
+    if (flags & MARK) {
+      this.pages.flags[frame] &= ~MARK;
+      const next = mapping.readahead?.marked(this.pages.index[frame]);
+      if (next !== undefined) this.startWindow(mapping, next.start, next.size, next.mark, true);
+    }
+  }
+
+  /**
+   * The read path is about to miss page `pageIndex`, wanting `wanted` pages
+   * from it: a sequential stream reads its window ahead (the missed page
+   * first); a random miss reads only what it wants, as it would anyway.
+   */
+  missed(mapping: Mapping, pageIndex: number, wanted: number): void {
+    const window = mapping.readahead?.miss(pageIndex, wanted);
+    if (window !== undefined) this.startWindow(mapping, window.start, window.size, window.mark, true);
+  }
+
+  /**
+   * Starts reading pages of a mapping that are not cached, without waiting
+   * for them (posix_fadvise WILLNEED): `prefetch`, and readahead windows.
+   * Each page is admitted and its page lock taken before this returns, so a
+   * reader that comes for it meanwhile waits on the read in flight rather
+   * than issue its own. Pages already cached are left alone (a cached page's
+   * EMPTY blocks are read by whoever needs them). Admission never waits and
+   * never evicts anything but clean, unpinned pages: a window stops where
+   * the cache is full of dirty and pinned pages, and (`limited`, readahead
+   * rather than an explicit prefetch) where pages read ahead and not yet
+   * used reach `readaheadLimit`.
+   */
+  startWindow(mapping: Mapping, start: number, size: number, mark: number, limited: boolean): void {
+    const perPage = this.perPage;
+    const end = Math.min(start + size, Math.ceil(mapping.blockCount / perPage));
+    const frames: number[] = [];
+    const indexes: number[] = [];
+    const locks: Promise<() => void>[] = [];
+    let marked = mark < 0;
+    for (let p = start; p < end; p++) {
+      if (mapping.table.has(p)) continue;
+      if (limited && ((this.unused >= this.readaheadLimit && !this.evictOldestUnused()) || this.obtainable() <= READAHEAD_RESERVE)) break;
+      const frame = this.admitNow(mapping, p);
+      if (frame === NO_FRAME) break;
+      this.pages.flags[frame] |= READ_AHEAD;
+      this.unused++;
+      this.noteReadahead(frame);
+      if (!marked && p >= mark) {
+        this.pages.flags[frame] |= MARK;
+        marked = true;
+      }
+      // The lock is taken now (an async mutex that is free is taken at once), before anyone can see the page.
+      locks.push(this.lock(frame));
+      frames.push(frame);
+      indexes.push(p);
+    }
+    if (frames.length === 0) return;
+    this.counters.readaheadPages += frames.length;
+    // Nobody awaits a window: a read that fails leaves its blocks EMPTY, and the
+    // reader that needs one reads it again and meets the error itself.
+    void this.readWindow(mapping, frames, indexes, locks).catch(() => undefined);
+  }
+
+  private async readWindow(mapping: Mapping, frames: number[], indexes: number[], locks: Promise<() => void>[]): Promise<void> {
+    const unlocks = await Promise.all(locks);
+    try {
+      await mapping.readPages(frames, indexes, true);
+    } finally {
+      for (const unlock of unlocks) unlock();
+      for (const frame of frames) this.unpin(frame);
+    }
+  }
+
+  /** Frames a page could have now without waiting: free ones, and clean unpinned ones to evict. */
+  private obtainable(): number {
+    return this.capacity - this.cached + this.lru.length;
+  }
+
+  /** Evicts the oldest page read ahead and still unused, if one is evictable; whether one was. */
+  private evictOldestUnused(): boolean {
+    const order = this.readaheadOrder;
+    while (this.readaheadHead < order.length) {
+      const frame = order[this.readaheadHead++];
+      if (this.evictIfUnused(frame)) return true;
+    }
+    this.readaheadOrder = [];
+    this.readaheadHead = 0;
+    return false;
+  }
+
+  /** Notes a frame admitted by readahead; entries of frames used since are dropped once they outnumber the cache. */
+  private noteReadahead(frame: number): void {
+    if (this.readaheadOrder.length - this.readaheadHead >= 2 * this.capacity) {
+      this.readaheadOrder = this.readaheadOrder.slice(this.readaheadHead).filter((f) => (this.pages.flags[f] & READ_AHEAD) !== 0);
+      this.readaheadHead = 0;
+    }
+    this.readaheadOrder.push(frame);
+  }
+
+  private evictIfUnused(frame: number): boolean {
+    if (!(this.pages.flags[frame] & READ_AHEAD) || !this.lru.has(frame)) return false;
+    this.evict(frame);
+    return true;
+  }
+
+  private firstUse(frame: number): void {
+    this.pages.flags[frame] &= ~READ_AHEAD;
+    this.unused--;
+    this.counters.readaheadUsed++;
+  }
+
   private async copyOutRead(mapping: Mapping, block: number, head: number): Promise<Buffer> {
     const frame = await this.uptodate(mapping, block);
     const copy = Buffer.from(this.view(frame, head));
@@ -350,6 +595,10 @@ export class Cache {
 
   private evict(frame: number): void {
     const mapping = this.mappings.get(this.pages.owner[frame]) as Mapping;
+    if (this.pages.flags[frame] & READ_AHEAD) {
+      this.unused--;
+      this.counters.readaheadWasted++;
+    }
     this.lru.remove(frame);
     mapping.table.delete(this.pages.index[frame]);
     this.pages.owner[frame] = NO_FRAME;

@@ -1,7 +1,9 @@
 import { describe } from '../io/describe';
-import type { IoRequest } from '../io/request';
+import { joinAdjacent } from '../io/adjacent';
+import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES, type IoRequest } from '../io/request';
 import type { Cache } from './cache';
 import { CLEAN, EMPTY } from './page';
+import { Readahead } from './readahead';
 
 /**
  * Maps a block of a logical mapping to its physical block on the device, or
@@ -26,6 +28,8 @@ export class Mapping {
   readonly table = new Map<number, number>();
   /** Per delta slot: the frames of this mapping dirty in that slot's delta. */
   readonly dirty: number[][];
+  /** Its streams' readahead state; undefined when readahead is off. */
+  readonly readahead: Readahead | undefined;
 
   constructor(
     private readonly cache: Cache,
@@ -35,6 +39,7 @@ export class Mapping {
     private readonly map: BlockMap | undefined,
   ) {
     this.dirty = Array.from({ length: cache.slotCount }, () => []);
+    this.readahead = cache.readaheadPages > 0 ? new Readahead(cache.readaheadPages) : undefined;
   }
 
   /** Throws a TypeError or RangeError unless `block` names a block of this mapping. */
@@ -42,6 +47,19 @@ export class Mapping {
     if (typeof block !== 'number') throw new TypeError(`block must be a number, got ${describe(block)}`);
     if (!Number.isSafeInteger(block) || block < 0 || block >= this.blockCount) {
       throw new RangeError(`block must be an integer from 0 to ${this.blockCount - 1}, got ${describe(block)}`);
+    }
+  }
+
+  /**
+   * Throws a TypeError or RangeError unless `first` and `count` name a run
+   * of blocks of this mapping: at least one, none past the end.
+   */
+  checkRange(first: unknown, count: unknown): void {
+    this.checkBlock(first);
+    if (typeof count !== 'number') throw new TypeError(`count must be a number, got ${describe(count)}`);
+    const room = this.blockCount - (first as number);
+    if (!Number.isSafeInteger(count) || count < 1 || count > room) {
+      throw new RangeError(`count must be an integer from 1 to ${room} (the blocks from ${first as number} to the end), got ${describe(count)}`);
     }
   }
 
@@ -58,53 +76,64 @@ export class Mapping {
    * else moves these blocks out of EMPTY, and no fork copies the page while
    * the read is landing in it.
    */
-  async readpage(frame: number, pageIndex: number): Promise<void> {
+  readpage(frame: number, pageIndex: number): Promise<void> {
+    return this.readPages([frame], [pageIndex]);
+  }
+
+  /**
+   * readpage for several pages (ascending page indexes, each frame locked by
+   * the caller): blocks whose physical homes follow one another make one
+   * request across page boundaries, up to MAX_REQUEST_BYTES, so that a
+   * window read ahead through a block map goes down as its contiguous runs.
+   * `now`: submit at once rather than with the turn's other misses (a
+   * readahead window, see ReadBatch).
+   */
+  async readPages(frames: readonly number[], pageIndexes: readonly number[], now = false): Promise<void> {
     const { pages, pool, blockSize } = this.cache;
     const perPage = pages.perPage;
-    const base = frame * perPage;
-    const first = pageIndex * perPage;
+    const maxBlocks = Math.max(1, Math.floor(MAX_REQUEST_BYTES / blockSize));
     const requests: IoRequest[] = [];
     const reading: number[] = [];
-    let runStart = 0;
     let runPhysical = HOLE;
     let runLength = 0;
+    let runBuffers: Uint8Array[] = [];
     const endRun = (): void => {
       if (runLength === 0) return;
-      requests.push({
-        op: 'read',
-        offset: runPhysical * blockSize,
-        buffers: [pool.view(frame, runStart * blockSize, runLength * blockSize)],
-      });
+      requests.push({ op: 'read', offset: runPhysical * blockSize, buffers: joinAdjacent(runBuffers) });
       runLength = 0;
+      runBuffers = [];
     };
-    for (let b = 0; b < perPage; b++) {
-      if (pages.states[base + b] !== EMPTY) {
-        endRun();
-        continue;
-      }
-      const block = first + b;
-      const physical = block >= this.blockCount ? HOLE : this.map === undefined ? block : await this.translate(block);
-      if (physical === HOLE) {
-        endRun();
-        pool.view(frame, b * blockSize, blockSize).fill(0);
-        pages.states[base + b] = CLEAN;
-        continue;
-      }
-      if (runLength > 0 && physical === runPhysical + runLength) {
+    for (let k = 0; k < frames.length; k++) {
+      const frame = frames[k];
+      const base = frame * perPage;
+      const first = pageIndexes[k] * perPage;
+      for (let b = 0; b < perPage; b++) {
+        if (pages.states[base + b] !== EMPTY) {
+          endRun();
+          continue;
+        }
+        const block = first + b;
+        const physical = block >= this.blockCount ? HOLE : this.map === undefined ? block : await this.translate(block);
+        if (physical === HOLE) {
+          endRun();
+          pool.view(frame, b * blockSize, blockSize).fill(0);
+          pages.states[base + b] = CLEAN;
+          continue;
+        }
+        if (runLength === 0 || physical !== runPhysical + runLength || runLength === maxBlocks || runBuffers.length === MAX_BUFFERS_PER_REQUEST) {
+          endRun();
+          runPhysical = physical;
+        }
         runLength++;
-      } else {
-        endRun();
-        runStart = b;
-        runPhysical = physical;
-        runLength = 1;
+        runBuffers.push(pool.view(frame, b * blockSize, blockSize));
+        reading.push(base + b);
       }
-      reading.push(b);
     }
     endRun();
     if (requests.length === 0) return;
-    await this.cache.device.run(requests);
-    for (const b of reading) pages.states[base + b] = CLEAN;
-    this.cache.counters.pagesRead++;
+    await this.cache.reads.run(requests, now);
+    for (const head of reading) pages.states[head] = CLEAN;
+    this.cache.counters.pagesRead += frames.length;
   }
 
   private async translate(block: number): Promise<number> {

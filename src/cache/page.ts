@@ -44,6 +44,16 @@
  *       FREE --obtain (cache miss)--> CACHED --evict (clean, unpinned)--> FREE
  *       CACHED --fork--> FROZEN --writeout done, unpinned--> FREE
  *
+ *   A CACHED page may also be READ_AHEAD: it came in with a readahead
+ *   window (or a prefetch) and no one has used it yet. It is clean once its
+ *   read lands, on the LRU like any clean page, so it goes before every page
+ *   used since it came in; the first use (a read, or a write that dirties
+ *   it) clears the flag, an eviction first counts it as wasted. The cache
+ *   holds at most a stated share of such pages (cache.ts). MARK: the page
+ *   whose first use starts the next window of its stream (readahead.ts).
+ *   A readahead window only admits pages that are not cached, and fills
+ *   them under their page locks, so it never lands on a dirty block.
+ *
  * INVARIANTS
  *
  *   - All dirty blocks of one page are dirty in one delta (one slot): a page
@@ -69,6 +79,10 @@ export const NO_FRAME = -1;
 export const FROZEN = 1;
 /** Page flag: a frozen page whose writeout is done; freed once unpinned. */
 export const WRITTEN = 2;
+/** Page flag: read ahead and not used yet (counted against the readahead share of the cache). */
+export const READ_AHEAD = 4;
+/** Page flag: its first use starts its stream's next readahead window. */
+export const MARK = 8;
 
 export function dirtyIn(slot: number): number {
   return DIRTY + slot;

@@ -1,7 +1,6 @@
 /**
  * How the command line ends: 0 ok, 1 failure, 2 usage. A failure is reported
- * on stderr as one line that carries its cause, so that scripts can log it
- * and people can read it without a stack trace.
+ * on stderr as one line that carries its cause (io/error-chain.ts).
  */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -15,14 +14,3 @@ export class CliError extends Error {
   }
 }
 
-/** The error's message and its chain of causes, on one line. */
-export function oneLine(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  while (current !== undefined && current !== null && parts.length < 5) {
-    const message = current instanceof Error ? current.message : String(current);
-    parts.push(message.split('\n')[0].trim());
-    current = current instanceof Error ? current.cause : undefined;
-  }
-  return parts.join(': ');
-}

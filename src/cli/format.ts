@@ -8,7 +8,7 @@ import { CliError } from './failure';
 import { renderFields } from './key-value';
 import { openTarget } from './open-target';
 import { checkWritable } from './safety';
-import { formatBytes, parseBytes } from './units';
+import { formatBytes, parseBytes } from '../bench/units';
 import { volumeFields, volumeRows, type VolumeFields } from './volume-fields';
 
 /**

@@ -4,10 +4,11 @@ import { Device } from '../io/device';
 import { BlockforkError, systemError, type SystemError } from '../io/errors';
 import type { Geometry } from '../io/geometry';
 import { readSuperblock } from '../journal/superblock';
-import { CliError, oneLine } from './failure';
+import { oneLine } from '../io/error-chain';
+import { CliError } from './failure';
 import { deviceUse } from './mounts';
 import { findSignature, type Signature } from './signatures';
-import { formatBytes } from './units';
+import { formatBytes } from '../bench/units';
 import { volumeFields, volumeRows, type VolumeFields } from './volume-fields';
 
 /**

@@ -7,11 +7,12 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { bench, type BenchOptions } from './bench';
 import { checkCommand } from './check';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneLine } from './failure';
+import { oneLine } from '../io/error-chain';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './failure';
 import { formatCommand } from './format';
 import { info } from './info';
-import { formatBytes, parseBytes } from './units';
-import { REGION_UNIT } from './workloads';
+import { formatBytes, parseBytes } from '../bench/units';
+import { REGION_UNIT } from '../bench/workloads';
 
 function sizeArgument(text: string): number {
   const bytes = parseBytes(text);
@@ -31,6 +32,7 @@ function program(): Command {
     .command('bench')
     .description(
       'Measure the cache against the raw I/O engines (io_uring, thread pool) and fio on one target: sequential and ' +
+        'random reads (plain awaited loop, 32 in flight), ' +
         'random writes, awaited one-block commits, tx.write latency on a hot set under back-to-back commits (fork ' +
         'against fork: false), and in-memory costs; subjects alternated, median of 3 runs. ' +
         'WRITES OVER PATH (after refusing a device that is in use or holds a file system, unless --force).',
@@ -41,6 +43,7 @@ function program(): Command {
     .addOption(new Option('--size <bytes>', 'bytes to cover from offset 0 (1G, 256M); the scratch image\'s size (default 1 GiB, 256 MiB with --quick)').argParser(sizeArgument))
     .option('--force', 'write even on a device that is mounted, in use or holds a known signature', false)
     .option('--report <dir>', 'also write the results (bench.json) and charts (latency.svg, throughput.svg) into DIR')
+    .option('--only <ids>', 'run only these comparisons, comma-separated: sequential, random, sequential-read, random-read, commits, hot-set, replay, memory')
     .action((path: string | undefined, options: BenchOptions) => bench(path, options));
 
   root

@@ -1,5 +1,5 @@
 import type { Superblock } from '../journal/superblock';
-import { formatBytes } from './units';
+import { formatBytes } from '../bench/units';
 
 /**
  * A superblock as the CLI reports it (format, check, info): JSON fields with

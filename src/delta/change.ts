@@ -69,6 +69,34 @@ export class Change implements Writer {
     }
   }
 
+  /**
+   * `write` for a run: writable views of blocks `first` to `first + count -
+   * 1`, one per block, dirty in this change's delta; the blocks not cached
+   * are read first, together (one batch, merged; a sequential run as a
+   * readahead window), and the call awaits once for the run. The views are
+   * valid until the change ends, as `write`'s are.
+   */
+  writeRange(first: number, count: number, mapping?: Mapping): Promise<Buffer[]> {
+    return this.dirtyRange(first, count, mapping, false);
+  }
+
+  /** `overwrite` for a run: zero-filled writable views of blocks `first` to `first + count - 1`, nothing read. Valid until the change ends. */
+  overwriteRange(first: number, count: number, mapping?: Mapping): Promise<Buffer[]> {
+    return this.dirtyRange(first, count, mapping, true);
+  }
+
+  /** `read` for a run: one copy of blocks `first` to `first + count - 1`, end to end, as the cache holds them now. */
+  readRange(first: number, count: number, mapping?: Mapping): Promise<Buffer> {
+    try {
+      if (!this.live) throw changeEnded();
+      const target = this.deltas.cache.target(mapping);
+      target.checkRange(first, count);
+      return this.deltas.cache.copyRange(target, first, count);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   /** The lower layer's blockdirty: `write` for the block a handle holds. */
   blockdirty(handle: BlockHandle): Promise<Buffer> {
     if (!(handle instanceof BlockHandle)) return Promise.reject(new TypeError(`handle must be a BlockHandle, got ${describe(handle)}`));
@@ -98,6 +126,36 @@ export class Change implements Writer {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * The run in steps of at most the cache's range limit: each step's pages
+   * are brought up to date together and stay pinned while blockdirty, which
+   * then finds them cached and completes without a promise, dirties them.
+   */
+  private async dirtyRange(first: number, count: number, mapping: Mapping | undefined, overwrite: boolean): Promise<Buffer[]> {
+    this.check();
+    const cache = this.deltas.cache;
+    const target = cache.target(mapping);
+    target.checkRange(first, count);
+    const views: Buffer[] = new Array(count);
+    const step = cache.rangeLimit * cache.perPage;
+    for (let start = first; start < first + count; start += step) {
+      const turn = this.deltas.turnIfOverdue();
+      if (turn) await turn;
+      this.check();
+      const n = Math.min(step, first + count - start);
+      const frames = overwrite ? [] : await cache.uptodateRun(target, start, n);
+      try {
+        for (let b = start; b < start + n; b++) {
+          const view = blockdirty(this.deltas, this, target, b, overwrite);
+          views[b - first] = view instanceof Promise ? await view : view;
+        }
+      } finally {
+        for (const frame of frames) cache.unpin(frame);
+      }
+    }
+    return views;
   }
 
   /** After a turn of the loop: the change may have ended, or the volume failed, meanwhile. */

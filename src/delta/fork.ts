@@ -61,6 +61,7 @@ export function blockdirty(deltas: Deltas, writer: Writer, mapping: Mapping, blo
   const head = block - pageIndex * perPage;
   const frame = mapping.table.get(pageIndex);
   if (frame !== undefined) {
+    if (!overwrite) cache.used(mapping, frame);
     const view = dirtyNow(deltas, writer.delta, mapping, pageIndex, frame, head, overwrite, false);
     if (view !== undefined) return view;
   } else if (overwrite) {
@@ -72,6 +73,9 @@ export function blockdirty(deltas: Deltas, writer: Writer, mapping: Mapping, blo
       cache.unpin(fresh);
       if (view !== undefined) return view;
     }
+  } else {
+    // A write that must read first is a reader: a stream of them reads ahead as readers do.
+    cache.missed(mapping, pageIndex, 1);
   }
   return blockdirtyLocked(deltas, writer, mapping, pageIndex, head, overwrite);
 }
@@ -118,6 +122,7 @@ async function blockdirtyLocked(
   const cache = deltas.cache;
   for (;;) {
     const frame = await cache.page(mapping, pageIndex);
+    if (!overwrite) cache.used(mapping, frame);
     let writeout: Promise<void>;
     const unlock = await cache.lock(frame);
     try {

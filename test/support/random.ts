@@ -1,4 +1,4 @@
-import { Prng } from '../../src/cli/prng';
+import { Prng } from '../../src/bench/prng';
 
 export type Random = () => number;
 

@@ -14,6 +14,7 @@ export interface Workload {
   /** What the table calls it. */
   readonly title: string;
   readonly pattern: 'sequential' | 'random';
+  readonly op: 'write' | 'read';
   readonly blockSize: number;
   readonly queueDepth: number;
 }
@@ -24,6 +25,7 @@ export const SEQUENTIAL_WRITE: Workload = {
   id: 'seq-write-1m-qd8',
   title: 'sequential write 1 MiB, QD 8',
   pattern: 'sequential',
+  op: 'write',
   blockSize: MiB,
   queueDepth: 8,
 };
@@ -32,6 +34,26 @@ export const RANDOM_WRITE: Workload = {
   id: 'rand-write-4k-qd32',
   title: 'random write 4 KiB, QD 32',
   pattern: 'random',
+  op: 'write',
+  blockSize: 4096,
+  queueDepth: 32,
+};
+
+/** The read references: fio's sequential read (the device's streaming speed) and random 4 KiB reads at depth 32. */
+export const SEQUENTIAL_READ: Workload = {
+  id: 'seq-read-1m-qd8',
+  title: 'sequential read 1 MiB, QD 8',
+  pattern: 'sequential',
+  op: 'read',
+  blockSize: MiB,
+  queueDepth: 8,
+};
+
+export const RANDOM_READ: Workload = {
+  id: 'rand-read-4k-qd32',
+  title: 'random read 4 KiB, QD 32',
+  pattern: 'random',
+  op: 'read',
   blockSize: 4096,
   queueDepth: 32,
 };

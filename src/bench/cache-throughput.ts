@@ -41,9 +41,18 @@ function modeName(mode: Mode): string {
   return mode === 'ordered' ? 'cache, ordered' : 'cache, journal';
 }
 
+/**
+ * How the stream writes its blocks: `tx.overwrite` of each (nothing read),
+ * `tx.write` of each (each block read first, as a partial update would: the
+ * read path's readahead serves the misses), or `tx.overwriteRange` of each
+ * change's 256 blocks in one call.
+ */
+export type StreamCall = 'overwrite' | 'write' | 'overwriteRange';
+
 /** Every block of the region once, in order. */
-export function streamSubject(mode: Mode): Subject {
-  return { name: modeName(mode), unavailable: undefined, run: (target) => runStream(target, mode) };
+export function streamSubject(mode: Mode, call: StreamCall = 'overwrite'): Subject {
+  const name = call === 'overwrite' ? modeName(mode) : `${modeName(mode)}, tx.${call}`;
+  return { name, unavailable: undefined, run: (target) => runStream(target, mode, call) };
 }
 
 /** As many blocks as the region holds, at the same seeded random blocks as the raw engines' random pass. */
@@ -70,11 +79,14 @@ export function randomCommitBytes(region: number): number {
   return commitInterval(RANDOM_COMMIT_BYTES, region, 16);
 }
 
-async function runStream(target: Target, mode: Mode): Promise<Measurement> {
+async function runStream(target: Target, mode: Mode, call: StreamCall): Promise<Measurement> {
   const volume = await openVolume(target, mode, { queueDepth: SEQUENTIAL_WRITE.queueDepth });
   const blocks = usableBlocks(volume, target);
-  let next = 0;
-  return timedPass(volume, target, blocks, streamCommitBytes(target.region), () => next++ % blocks);
+  // tx.write reads each block: start the timed pass past what the warm-up left cached, so that
+  // every block it reads is fresh to the cache (the warm-up's pages are evicted by the time it wraps).
+  const warm = Math.min(blocks, CACHE_BYTES / volume.blockSize);
+  let next = call === 'write' ? warm % blocks : 0;
+  return timedPass(volume, target, blocks, streamCommitBytes(target.region), () => next++ % blocks, call);
 }
 
 async function runRandom(target: Target, mode: Mode): Promise<Measurement> {
@@ -83,16 +95,16 @@ async function runRandom(target: Target, mode: Mode): Promise<Measurement> {
   const nextOffset = offsetSource(RANDOM_WRITE, target.region, target.seed);
   // The raw pass's offsets, folded into the volume when a journal holds back part of the region.
   const nextBlock = (): number => (nextOffset() / volume.blockSize) % blocks;
-  return timedPass(volume, target, blocks, randomCommitBytes(target.region), nextBlock);
+  return timedPass(volume, target, blocks, randomCommitBytes(target.region), nextBlock, 'overwrite');
 }
 
 /** The warm-up pass, then `count` blocks chosen by `nextBlock`, timed; closes the volume. */
-async function timedPass(volume: Volume, target: Target, count: number, commitBytes: number, nextBlock: () => number): Promise<Measurement> {
+async function timedPass(volume: Volume, target: Target, count: number, commitBytes: number, nextBlock: () => number, call: StreamCall): Promise<Measurement> {
   try {
     const warm = Math.min(count, CACHE_BYTES / volume.blockSize);
     let next = 0;
-    const cold = await writeBlocks(volume, target, warm, commitBytes, () => next++);
-    const seconds = await writeBlocks(volume, target, count, commitBytes, nextBlock);
+    const cold = await writeBlocks(volume, target, warm, commitBytes, () => next++, 'overwrite');
+    const seconds = await writeBlocks(volume, target, count, commitBytes, nextBlock, call);
     return {
       opsPerSecond: count / seconds,
       bytesPerSecond: (count * volume.blockSize) / seconds,
@@ -103,8 +115,14 @@ async function timedPass(volume: Volume, target: Target, count: number, commitBy
   }
 }
 
-/** Writes `count` blocks chosen by `nextBlock`, BLOCKS_PER_CHANGE to a change, committing every `commitBytes`; resolves with the seconds until the last commit is durable. */
-async function writeBlocks(volume: Volume, target: Target, count: number, commitBytes: number, nextBlock: () => number): Promise<number> {
+/**
+ * Writes `count` blocks chosen by `nextBlock`, BLOCKS_PER_CHANGE to a
+ * change, committing every `commitBytes`; resolves with the seconds until
+ * the last commit is durable. `overwriteRange` takes the change's blocks as
+ * one run from the first one chosen: a stream's, which never wraps inside
+ * a change (the region is a whole number of MiB, of 256-block changes).
+ */
+async function writeBlocks(volume: Volume, target: Target, count: number, commitBytes: number, nextBlock: () => number, call: StreamCall): Promise<number> {
   const noise = noiseBlock(volume.blockSize, target.seed);
   const perCommit = commitBytes / volume.blockSize;
   const commits: Promise<number>[] = [];
@@ -114,9 +132,19 @@ async function writeBlocks(volume: Volume, target: Target, count: number, commit
     for (let written = 0; written < count; ) {
       const n = Math.min(BLOCKS_PER_CHANGE, count - written);
       await volume.change(async (tx) => {
+        if (call === 'overwriteRange') {
+          const first = nextBlock();
+          for (let i = 1; i < n; i++) nextBlock();
+          const views = await tx.overwriteRange(first, n);
+          for (let i = 0; i < n; i++) {
+            views[i].set(noise);
+            views[i].writeUInt32LE(first + i, 0);
+          }
+          return;
+        }
         for (let i = 0; i < n; i++) {
           const block = nextBlock();
-          const view = await tx.overwrite(block);
+          const view = call === 'write' ? await tx.write(block) : await tx.overwrite(block);
           view.set(noise);
           view.writeUInt32LE(block, 0);
         }

@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Device } from '../io/device';
 import { Slab } from '../io/slab';
-import { CliError, oneLine } from './failure';
+import { oneLine } from '../io/error-chain';
+import { BenchError } from './bench-error';
 import { formatBytes } from './units';
 
 /**
@@ -84,7 +85,7 @@ export async function chooseScratchDirectory(size: number): Promise<{ dir: strin
     if (reason === undefined) return { dir, fileSystem: fileSystemName(fs.statfsSync(dir).type) };
     refused.push(`${dir}: ${reason}`);
   }
-  throw new CliError(
+  throw new BenchError(
     `no directory here can hold a ${formatBytes(size)} O_DIRECT scratch image (${refused.join('; ')}); set TMPDIR to a disk-backed directory or pass PATH`,
   );
 }

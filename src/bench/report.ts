@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { BenchReport } from './bench';
-import { CliError, oneLine } from './failure';
+import type { BenchReport } from './run';
+import { oneLine } from '../io/error-chain';
+import { BenchError } from './bench-error';
 import { latencyChart } from './latency-chart';
 import { throughputChart } from './throughput-chart';
 
@@ -25,6 +26,6 @@ export function writeReport(dir: string, report: BenchReport): string[] {
       return file;
     });
   } catch (error) {
-    throw new CliError(`cannot write the report into ${dir}: ${oneLine(error)}`);
+    throw new BenchError(`cannot write the report into ${dir}: ${oneLine(error)}`);
   }
 }

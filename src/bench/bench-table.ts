@@ -1,4 +1,4 @@
-import type { BenchReport } from './bench';
+import type { BenchReport } from './run';
 import { FIO_MISSING } from './fio';
 import { formatCount, type Check } from './goals';
 import type { Row } from './results';

@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { CliError } from './failure';
+import { BenchError } from './bench-error';
 import type { Measurement, Subject, Target } from './subject';
 import { RANDOM_WRITE, type Workload } from './workloads';
 
@@ -21,7 +21,7 @@ export function fioSubject(version: string | undefined, workload: Workload): Sub
   return {
     name: 'fio',
     unavailable: version === undefined ? FIO_MISSING : undefined,
-    run: (target) => runFio(workload.id, fioArguments(workload, target)),
+    run: (target) => runFio(workload.id, fioArguments(workload, target), workload.op),
   };
 }
 
@@ -58,7 +58,7 @@ export function fioSyncSubject(version: string | undefined, seconds: number): Su
 export function fioArguments(workload: Workload, target: Target): string[] {
   const args = [
     ...commonArguments(workload.id, target),
-    `--rw=${workload.pattern === 'sequential' ? 'write' : 'randwrite'}`,
+    `--rw=${workload.pattern === 'sequential' ? workload.op : `rand${workload.op}`}`,
     `--bs=${workload.blockSize}`,
     `--iodepth=${workload.queueDepth}`,
   ];
@@ -104,51 +104,55 @@ function commonArguments(name: string, target: Target): string[] {
   ];
 }
 
-async function runFio(job: string, args: string[]): Promise<Measurement> {
+async function runFio(job: string, args: string[], side: 'write' | 'read' = 'write'): Promise<Measurement> {
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile('fio', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (error, out, err) => {
       if (error) {
         const last = err.trim().split('\n').pop() ?? '';
-        reject(new CliError(`fio ${job} failed (exit ${String(error.code)})${last ? `: ${last}` : ''}`));
+        reject(new BenchError(`fio ${job} failed (exit ${String(error.code)})${last ? `: ${last}` : ''}`));
       } else {
         resolve(out);
       }
     });
   });
-  return parseFioJson(stdout);
+  return parseFioJson(stdout, side);
+}
+
+interface FioSide {
+  bw_bytes?: number;
+  iops?: number;
+  clat_ns?: { max?: number; N?: number; percentile?: Record<string, number> };
 }
 
 interface FioJob {
   error?: number;
-  write?: {
-    bw_bytes?: number;
-    iops?: number;
-    clat_ns?: { max?: number; N?: number; percentile?: Record<string, number> };
-  };
+  write?: FioSide;
+  read?: FioSide;
 }
 
-/** Reads the write side of fio's single job. fio may print notes before its JSON. */
-export function parseFioJson(text: string): Measurement {
+/** Reads one side (write, or read) of fio's single job. fio may print notes before its JSON. */
+export function parseFioJson(text: string, side: 'write' | 'read' = 'write'): Measurement {
   const start = text.indexOf('{');
   let report: { jobs?: FioJob[] };
   try {
     report = JSON.parse(start >= 0 ? text.slice(start) : text) as { jobs?: FioJob[] };
   } catch (error) {
-    throw new CliError('fio printed no JSON report', { cause: error });
+    throw new BenchError('fio printed no JSON report', { cause: error });
   }
   const job = report.jobs?.[0];
-  if (!job?.write || typeof job.write.bw_bytes !== 'number' || typeof job.write.iops !== 'number') {
-    throw new CliError('fio\'s JSON report has no write results');
+  const results = job?.[side];
+  if (!results || typeof results.bw_bytes !== 'number' || typeof results.iops !== 'number') {
+    throw new BenchError(`fio's JSON report has no ${side} results`);
   }
-  if (job.error) throw new CliError(`fio reported error ${job.error}`);
-  const clat = job.write.clat_ns;
+  if (job?.error) throw new BenchError(`fio reported error ${job.error}`);
+  const clat = results.clat_ns;
   const p50 = clat?.percentile?.['50.000000'];
   const p99 = clat?.percentile?.['99.000000'];
   const max = clat?.max;
   const measured = typeof p50 === 'number' && typeof p99 === 'number' && typeof max === 'number';
   return {
-    bytesPerSecond: job.write.bw_bytes,
-    opsPerSecond: job.write.iops,
+    bytesPerSecond: results.bw_bytes,
+    opsPerSecond: results.iops,
     latency: measured ? { count: clat?.N ?? 0, p50Us: p50 / 1e3, p99Us: p99 / 1e3, maxUs: max / 1e3 } : undefined,
   };
 }

@@ -1,3 +1,4 @@
+import { randomReadSubject, sequentialReadSubject } from './cache-reads';
 import { commitsSubject, randomCommitBytes, randomSubject, streamCommitBytes, streamSubject } from './cache-throughput';
 import { fioCommittedSubject, fioSubject, fioSyncSubject } from './fio';
 import type { Goal } from './goals';
@@ -7,14 +8,20 @@ import { forkSubject, heapSubject, rewriteSubject } from './in-memory';
 import { rawEngineSubject, rawSyncSubject } from './raw-engine';
 import { replaySubject } from './replay-time';
 import type { Subject } from './subject';
-import { RANDOM_WRITE, SEQUENTIAL_WRITE } from './workloads';
+import { RANDOM_READ, RANDOM_WRITE, SEQUENTIAL_READ, SEQUENTIAL_WRITE } from './workloads';
 
 /**
  * What `blockfork bench` runs: comparisons, each a set of subjects doing the
  * same work on the same target, alternated within each repeat (bench.ts).
  * The cache's jobs sit beside the raw engines and fio doing the same bytes,
- * with the goals that issues 3 (cache) and 4 (journal) set for them.
+ * with the goals that issues 3 (cache), 4 (journal) and 12 (the read path)
+ * set for them. The write rows' goals are against fio with the same fsync
+ * cadence (FSYNCED), the like-for-like reference: the cache makes each
+ * commit durable, plain fio does not; the plain fio row stays as the
+ * device's ceiling.
  */
+const FSYNCED = 'fio, fsync per commit';
+
 export interface Entry {
   readonly subject: Subject;
   readonly goals: readonly Goal[];
@@ -59,9 +66,12 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(fioCommittedSubject(fio, SEQUENTIAL_WRITE, streamCommitBytes)),
         entry(rawEngineSubject('io_uring', SEQUENTIAL_WRITE)),
         entry(rawEngineSubject('threads', SEQUENTIAL_WRITE)),
-        entry(streamSubject('ordered'), [{ kind: 'vs-fio', atLeast: 0.9 }]),
+        entry(streamSubject('ordered'), [{ kind: 'vs-row', subject: FSYNCED, atLeast: 0.9 }]),
+        // Each block read first (readahead serves the misses): the read path's cost on a write stream.
+        entry(streamSubject('ordered', 'write'), [{ kind: 'vs-row', subject: 'cache, ordered', atLeast: 0.8 }]),
+        entry(streamSubject('ordered', 'overwriteRange'), [{ kind: 'vs-row', subject: FSYNCED, atLeast: 0.9 }]),
         // Every block is written twice, to the log and home (issue 4).
-        entry(streamSubject('journal'), [{ kind: 'vs-fio', atLeast: 0.45 }]),
+        entry(streamSubject('journal'), [{ kind: 'vs-row', subject: FSYNCED, atLeast: 0.45 }]),
         entry(journalStreamPatternSubject()),
       ],
     },
@@ -73,9 +83,23 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(fioCommittedSubject(fio, RANDOM_WRITE, randomCommitBytes)),
         entry(rawEngineSubject('io_uring', RANDOM_WRITE)),
         entry(rawEngineSubject('threads', RANDOM_WRITE)),
-        entry(randomSubject('ordered'), [{ kind: 'vs-fio', atLeast: 0.9 }]),
+        entry(randomSubject('ordered'), [{ kind: 'vs-row', subject: FSYNCED, atLeast: 0.9 }]),
         entry(randomSubject('journal')),
       ],
+    },
+    {
+      id: 'sequential-read',
+      title: 'sequential read',
+      entries: [
+        entry(fioSubject(fio, SEQUENTIAL_READ)),
+        entry(sequentialReadSubject(1), [{ kind: 'vs-fio', atLeast: 0.8 }]),
+        entry(sequentialReadSubject(32), [{ kind: 'vs-fio', atLeast: 0.9 }]),
+      ],
+    },
+    {
+      id: 'random-read',
+      title: 'random 4 KiB read',
+      entries: [entry(fioSubject(fio, RANDOM_READ)), entry(randomReadSubject(), [{ kind: 'vs-fio', atLeast: 0.9 }])],
     },
     {
       id: 'commits',

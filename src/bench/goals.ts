@@ -8,6 +8,8 @@
 export type Goal =
   /** Throughput at least `atLeast` × fio's in the same comparison. */
   | { readonly kind: 'vs-fio'; readonly atLeast: number }
+  /** Bytes per second at least `atLeast` × the row `subject`'s (fio with the same fsync cadence, another way to do the same job). */
+  | { readonly kind: 'vs-row'; readonly subject: string; readonly atLeast: number }
   /** Operations per second at least `atLeast`. */
   | { readonly kind: 'rate'; readonly atLeast: number }
   /** The row's measured value at most `atMost` `unit`. */
@@ -24,6 +26,8 @@ export interface GoalInputs {
   readonly p99Us: number | null;
   readonly value: number | null;
   readonly vsFio: number | null;
+  /** Throughput, for goals against another row; absent where no goal needs it. */
+  readonly mbPerSecond?: number | null;
 }
 
 export interface Check {
@@ -46,6 +50,11 @@ export function check(goal: Goal, row: GoalInputs, siblings: readonly GoalInputs
       return judged(goal, goal.atLeast, `≥ ${formatCount(goal.atLeast)}/s`, row.opsPerSecond, (x) => x >= goal.atLeast);
     case 'value':
       return judged(goal, goal.atMost, `≤ ${goal.atMost} ${goal.unit}`, row.value, (x) => x <= goal.atMost);
+    case 'vs-row': {
+      const theirs = other(goal.subject)?.mbPerSecond ?? null;
+      const times = theirs !== null && theirs > 0 && row.mbPerSecond != null ? row.mbPerSecond / theirs : null;
+      return judged(goal, goal.atLeast, `≥ ${goal.atLeast} × ${goal.subject}`, times, (x) => x >= goal.atLeast);
+    }
     case 'p99-below': {
       const theirs = other(goal.subject)?.p99Us ?? null;
       const times = theirs !== null && row.p99Us !== null && row.p99Us > 0 ? theirs / row.p99Us : null;

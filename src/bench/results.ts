@@ -83,7 +83,14 @@ export function rowsOf(comparison: Comparison, runs: (entry: Entry) => Runs): Ro
     };
   });
   const inputs = rows.map(
-    (row): GoalInputs => ({ subject: row.subject, opsPerSecond: row.opsPerSecond, p99Us: row.latency?.p99Us ?? null, value: row.value, vsFio: row.vsFio }),
+    (row): GoalInputs => ({
+      subject: row.subject,
+      opsPerSecond: row.opsPerSecond,
+      p99Us: row.latency?.p99Us ?? null,
+      value: row.value,
+      vsFio: row.vsFio,
+      mbPerSecond: row.mbPerSecond,
+    }),
   );
   comparison.entries.forEach((entry, i) => {
     rows[i].goals = entry.goals.map((goal) => check(goal, inputs[i], inputs));
