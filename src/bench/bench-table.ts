@@ -68,6 +68,11 @@ const HOW = [
   '  of the log written to it and flushed, then home; commits, a 12 KiB RWF_DSYNC log write with the previous 4 KiB home write.',
   'hot set: 1024 blocks rewritten in order, 64 tx.write per change, while commit() is called again as soon as it resolves (fork,',
   '  fork: false; ordered, then journal) or never (no commits). Latency is each `await tx.write()`, from an HDR histogram.',
+  'paced writer: a real device made slow (each write batch and flush completes late), one writer offered 5,000 one-block',
+  '  changes a second on 16 hot blocks while 1 or 4 loops call commit() back to back (fork, fork: false) or none (the floor).',
+  '  Latency from each update\'s scheduled instant (no coordinated omission); updates not done by the end count their wait to it.',
+  'clients: N loops each change their own 4 KiB block and await their own commit(); fio: randwrite 4k QD 1 --fsync=1; lmdb:',
+  '  N loops each await a 4 KiB put and db.flushed. ops/s are acknowledged durable updates; latency is each commit from its call.',
   'in memory: tx.write of a block already dirty in the open delta; forks while the previous delta is written (1 / the median',
   '  time of a forking tx.write); JS heap (process.memoryUsage().heapUsed, after a full gc) per clean page cached by vol.read.',
 ];

@@ -17,13 +17,18 @@ export type Goal =
   /** p99 latency at least `times` lower than the row `subject`'s. */
   | { readonly kind: 'p99-below'; readonly subject: string; readonly times: number }
   /** p99 latency at most `times` the row `subject`'s. */
-  | { readonly kind: 'p99-within'; readonly subject: string; readonly times: number };
+  | { readonly kind: 'p99-within'; readonly subject: string; readonly times: number }
+  /** p99.9 latency at most `times` the row `subject`'s. */
+  | { readonly kind: 'p999-within'; readonly subject: string; readonly times: number }
+  /** Operations per second at least `atLeast` × the row `subject`'s (another store, fio's durable writes). */
+  | { readonly kind: 'ops-vs-row'; readonly subject: string; readonly atLeast: number };
 
 /** What a goal's check needs of a row. */
 export interface GoalInputs {
   readonly subject: string;
   readonly opsPerSecond: number | null;
   readonly p99Us: number | null;
+  readonly p999Us?: number | null;
   readonly value: number | null;
   readonly vsFio: number | null;
   /** Throughput, for goals against another row; absent where no goal needs it. */
@@ -64,6 +69,17 @@ export function check(goal: Goal, row: GoalInputs, siblings: readonly GoalInputs
       const theirs = other(goal.subject)?.p99Us ?? null;
       const times = theirs !== null && row.p99Us !== null && theirs > 0 ? row.p99Us / theirs : null;
       return judged(goal, goal.times, `p99 ≤ ${goal.times}× ${goal.subject}`, times, (x) => x <= goal.times);
+    }
+    case 'p999-within': {
+      const theirs = other(goal.subject)?.p999Us ?? null;
+      const mine = row.p999Us ?? null;
+      const times = theirs !== null && mine !== null && theirs > 0 ? mine / theirs : null;
+      return judged(goal, goal.times, `p99.9 ≤ ${goal.times}× ${goal.subject}`, times, (x) => x <= goal.times);
+    }
+    case 'ops-vs-row': {
+      const theirs = other(goal.subject)?.opsPerSecond ?? null;
+      const times = theirs !== null && theirs > 0 && row.opsPerSecond !== null ? row.opsPerSecond / theirs : null;
+      return judged(goal, goal.atLeast, `ops ≥ ${goal.atLeast} × ${goal.subject}`, times, (x) => x >= goal.atLeast);
     }
   }
 }

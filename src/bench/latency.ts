@@ -15,6 +15,8 @@ export interface LatencySummary {
   readonly count: number;
   readonly p50Us: number;
   readonly p99Us: number;
+  /** Where the source gives it (fio's clat percentiles here stop at p99). */
+  readonly p999Us?: number;
   readonly maxUs: number;
 }
 
@@ -40,12 +42,13 @@ export class LatencyRecorder {
     if (worst === undefined || ns > worst) this.slices[slice] = ns;
   }
 
-  summary(): LatencySummary {
+  summary(): Required<LatencySummary> {
     const h = this.histogram;
     return {
       count: h.totalCount,
       p50Us: h.getValueAtPercentile(50) / 1e3,
       p99Us: h.getValueAtPercentile(99) / 1e3,
+      p999Us: h.getValueAtPercentile(99.9) / 1e3,
       maxUs: h.maxValue / 1e3,
     };
   }

@@ -87,6 +87,7 @@ export function rowsOf(comparison: Comparison, runs: (entry: Entry) => Runs): Ro
       subject: row.subject,
       opsPerSecond: row.opsPerSecond,
       p99Us: row.latency?.p99Us ?? null,
+      p999Us: row.latency?.p999Us ?? null,
       value: row.value,
       vsFio: row.vsFio,
       mbPerSecond: row.mbPerSecond,
