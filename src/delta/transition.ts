@@ -100,7 +100,7 @@ export class Deltas {
   private departureWaiters: (() => void)[] = [];
   /** Those waiting for the open delta to close (changes held by `deltaLimit`, commits behind them). */
   private switchWaiters: (() => void)[] = [];
-  /** Changes waiting at their start for room (see waitForRoom). */
+  /** Changes waiting at their start for room (see sharedWhenRoom). */
   private roomWaiters = 0;
 
   constructor(options: DeltasOptions) {
