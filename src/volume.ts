@@ -297,12 +297,10 @@ export class Volume {
   read(block: number, mapping?: Mapping): Promise<Buffer> {
     try {
       this.checkOpen();
-      const target = this.cache.target(mapping);
-      target.checkBlock(block);
-      return Promise.resolve(this.cache.copyOut(target, block));
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.cache.operate(mapping, block, (target) => this.cache.copyOut(target, block));
   }
 
   /** Closes the open delta; resolves with its number once it and every earlier delta are durable. */
@@ -317,9 +315,7 @@ export class Volume {
    */
   async bread(block: number, mapping?: Mapping): Promise<BlockHandle> {
     this.checkOpen();
-    const target = this.cache.target(mapping);
-    target.checkBlock(block);
-    return bread(this.cache, target, block);
+    return this.cache.operate(mapping, block, (target) => bread(this.cache, target, block));
   }
 
   /**
@@ -342,7 +338,9 @@ export class Volume {
    * Commit first: this waits for the writeout of the deltas in flight (with a
    * journal, commit resolves once the log is durable, before the home writes
    * that make the pages clean), then rejects with ERR_MAPPING_BUSY if a page
-   * is still dirty in the open delta or held by a handle.
+   * is still dirty in the open delta or held by a handle, or an operation on
+   * the mapping has not settled. Every later use of the mapping rejects with
+   * ERR_MAPPING_DROPPED.
    */
   async dropMapping(mapping: Mapping): Promise<void> {
     this.checkOpen();

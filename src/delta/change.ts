@@ -59,14 +59,9 @@ export class Change implements Writer {
    * nothing, so no frozen image can be reached through it (G1).
    */
   read(block: number, mapping?: Mapping): Promise<Buffer> {
-    try {
-      if (!this.live) throw changeEnded();
-      const target = this.deltas.cache.target(mapping);
-      target.checkBlock(block);
-      return Promise.resolve(this.deltas.cache.copyOut(target, block));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    if (!this.live) return Promise.reject(changeEnded());
+    const cache = this.deltas.cache;
+    return cache.operate(mapping, block, (target) => cache.copyOut(target, block));
   }
 
   /** The lower layer's blockdirty: `write` for the block a handle holds. */
@@ -89,15 +84,15 @@ export class Change implements Writer {
   private dirty(block: number, mapping: Mapping | undefined, overwrite: boolean): Promise<Buffer> {
     try {
       this.check();
-      const target = this.deltas.cache.target(mapping);
-      target.checkBlock(block);
-      // A long change of cached blocks would keep the event loop from turning while a writeout needs it.
-      const turn = this.deltas.turnIfOverdue();
-      if (turn) return turn.then(() => this.dirtyChecked(target, block, overwrite));
-      return Promise.resolve(blockdirty(this.deltas, this, target, block, overwrite));
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.deltas.cache.operate(mapping, block, (target) => {
+      // A long change of cached blocks would keep the event loop from turning while a writeout needs it.
+      const turn = this.deltas.turnIfOverdue();
+      if (turn) return turn.then(() => this.dirtyChecked(target, block, overwrite));
+      return blockdirty(this.deltas, this, target, block, overwrite);
+    });
   }
 
   /** After a turn of the loop: the change may have ended, or the volume failed, meanwhile. */
