@@ -60,6 +60,12 @@ export interface OpenOptions extends MountOptions {
   engine?: EngineKind | 'auto';
   /** Requests in flight at once (default 32). */
   queueDepth?: number;
+  /**
+   * Milliseconds to wait for the device's lock while another handle holds it
+   * (default 5000; 0 fails at once with EAGAIN): a process killed while
+   * writing keeps its lock until its I/O in flight drains.
+   */
+  lockTimeout?: number;
 }
 
 export interface MappingOptions {
@@ -428,6 +434,7 @@ export async function open(path: string, options: OpenOptions = {}): Promise<Vol
     readOnly: options.readOnly,
     engine: options.engine,
     queueDepth: options.queueDepth,
+    lockTimeout: options.lockTimeout,
   });
   try {
     return await Volume.mount(device, options, device.created);
