@@ -188,6 +188,7 @@ export class Volume {
       firstDelta: mounted.firstDelta,
       journal: mounted.pipeline,
     });
+    if (mounted.pipeline) mounted.pipeline.onFailure = (error) => deltas.fail(error);
     this.cache = cache;
     this.deltas = deltas;
     this.mapping = cache.volume;

@@ -91,6 +91,11 @@ export class Deltas {
     return this.error;
   }
 
+  /** Fails the volume for an error outside any delta's writeout (a checkpoint's): every later commit and change refuses. */
+  fail(error: Error): void {
+    this.error ??= error;
+  }
+
   /** Closes the open delta and starts its writeout; resolves with it once the next delta is open. */
   async transition(): Promise<Delta> {
     await this.lock.exclusive();
