@@ -66,6 +66,12 @@ export interface OpenOptions extends MountOptions {
   engine?: EngineKind | 'auto';
   /** Requests in flight at once (default 32). */
   queueDepth?: number;
+  /**
+   * Milliseconds to wait for the device's lock while another handle holds it
+   * (default 5000; 0 fails at once with EAGAIN): a process killed while
+   * writing keeps its lock until its I/O in flight drains.
+   */
+  lockTimeout?: number;
 }
 
 export interface MappingOptions {
@@ -218,6 +224,7 @@ export class Volume {
       firstDelta: mounted.firstDelta,
       journal: mounted.pipeline,
     });
+    if (mounted.pipeline) mounted.pipeline.onFailure = (error) => deltas.fail(error);
     this.cache = cache;
     this.deltas = deltas;
     this.mapping = cache.volume;
@@ -334,12 +341,10 @@ export class Volume {
   read(block: number, mapping?: Mapping): Promise<Buffer> {
     try {
       this.checkOpen();
-      const target = this.cache.target(mapping);
-      target.checkBlock(block);
-      return Promise.resolve(this.cache.copyOut(target, block));
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.cache.operate(mapping, block, (target) => this.cache.copyOut(target, block));
   }
 
   /**
@@ -351,12 +356,10 @@ export class Volume {
   readRange(first: number, count: number, mapping?: Mapping): Promise<Buffer> {
     try {
       this.checkOpen();
-      const target = this.cache.target(mapping);
-      target.checkRange(first, count);
-      return this.cache.copyRange(target, first, count);
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.cache.operateRange(mapping, first, count, (target) => this.cache.copyRange(target, first, count));
   }
 
   /**
@@ -387,9 +390,7 @@ export class Volume {
    */
   async bread(block: number, mapping?: Mapping): Promise<BlockHandle> {
     this.checkOpen();
-    const target = this.cache.target(mapping);
-    target.checkBlock(block);
-    return bread(this.cache, target, block);
+    return this.cache.operate(mapping, block, (target) => bread(this.cache, target, block));
   }
 
   /**
@@ -412,7 +413,9 @@ export class Volume {
    * Commit first: this waits for the writeout of the deltas in flight (with a
    * journal, commit resolves once the log is durable, before the home writes
    * that make the pages clean), then rejects with ERR_MAPPING_BUSY if a page
-   * is still dirty in the open delta or held by a handle.
+   * is still dirty in the open delta or held by a handle, or an operation on
+   * the mapping has not settled. Every later use of the mapping rejects with
+   * ERR_MAPPING_DROPPED.
    */
   async dropMapping(mapping: Mapping): Promise<void> {
     this.checkOpen();
@@ -506,6 +509,7 @@ export async function open(path: string, options: OpenOptions = {}): Promise<Vol
     readOnly: options.readOnly,
     engine: options.engine,
     queueDepth: options.queueDepth,
+    lockTimeout: options.lockTimeout,
   });
   try {
     return await Volume.mount(device, options, device.created);

@@ -182,20 +182,13 @@ export function checkOrdered(seed: number, acked: number, closed: number, read: 
 }
 
 /**
- * Opens the volume the child left. Its lock (flock) can outlive the child
- * for a few milliseconds: the kernel drops the file references of a killed
- * process's io_uring after the process is gone.
+ * Opens the volume the child left at once, with the default lockTimeout, as
+ * a supervisor restarts a service: the lock (flock) can outlive the child for
+ * a few milliseconds, while the kernel drains the dead process's I/O in
+ * flight, and open waits for it.
  */
-async function reopen(config: CrashConfig): Promise<Volume> {
-  const options = { size: config.size, blockSize: config.blockSize, journal: config.mode === 'journal', cacheSize: 1 << 20 };
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await open(config.path, options);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || attempt >= 500) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
+function reopen(config: CrashConfig): Promise<Volume> {
+  return open(config.path, { size: config.size, blockSize: config.blockSize, journal: config.mode === 'journal', cacheSize: 1 << 20 });
 }
 
 async function readBack(config: CrashConfig, blocks: readonly number[]): Promise<Map<number, Buffer>> {

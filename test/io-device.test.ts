@@ -242,14 +242,15 @@ describe('Device on regular files', () => {
   });
 
   describe('one writer per volume (flock)', () => {
-    const lockMessage = (file: string) =>
-      `EAGAIN: resource temporarily unavailable, flock '${file}' (another open handle holds its lock: one writer per volume (a process killed while writing holds it until its I/O in flight drains, a few milliseconds: retry))`;
+    const lockMessage = (file: string, timeout = 0) =>
+      `EAGAIN: resource temporarily unavailable, flock '${file}' (another open handle held its lock for the ${timeout} ms of lockTimeout: one writer per volume)`;
+    const noWait = { lockTimeout: 0 };
 
     it('refuses a second writable open in the same process, and allows it after close', async () => {
       const file = scratch.file('locked.img');
       const first = await Device.open(file, { size: 16 * PAGE });
       try {
-        await assert.rejects(Device.open(file), (error: NodeJS.ErrnoException) => {
+        await assert.rejects(Device.open(file, noWait), (error: NodeJS.ErrnoException) => {
           assert.ok(error.code === 'EAGAIN' || error.code === 'EWOULDBLOCK');
           assert.equal(error.errno, -11);
           assert.equal(error.syscall, 'flock');
@@ -257,7 +258,7 @@ describe('Device on regular files', () => {
           assert.equal(error.message, lockMessage(file));
           return true;
         });
-        await assert.rejects(Device.open(file, { readOnly: true }), { code: 'EAGAIN', syscall: 'flock' });
+        await assert.rejects(Device.open(file, { readOnly: true, ...noWait }), { code: 'EAGAIN', syscall: 'flock' });
       } finally {
         await first.close();
       }
@@ -270,7 +271,7 @@ describe('Device on regular files', () => {
       fs.writeFileSync(file, Buffer.alloc(4 * PAGE));
       const r1 = await openDevice(file, { readOnly: true });
       const r2 = await openDevice(file, { readOnly: true });
-      await assert.rejects(Device.open(file), { code: 'EAGAIN', syscall: 'flock' });
+      await assert.rejects(Device.open(file, noWait), { code: 'EAGAIN', syscall: 'flock' });
       await r1.close();
       await r2.close();
       await openDevice(file);
@@ -280,7 +281,7 @@ describe('Device on regular files', () => {
       const file = scratch.file('cross-process.img');
       const held = await Device.open(file, { size: 16 * PAGE });
       const attempt = `
-        Device.open(${JSON.stringify(file)}).then(
+        Device.open(${JSON.stringify(file)}, { lockTimeout: 0 }).then(
           async (d) => { await d.close(); console.log(JSON.stringify({ opened: true })); },
           (e) => console.log(JSON.stringify({ code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, message: e.message })),
         );`;
@@ -294,6 +295,46 @@ describe('Device on regular files', () => {
       const allowed = inChild(attempt);
       assert.equal(allowed.status, 0, allowed.stderr);
       assert.deepEqual(JSON.parse(allowed.stdout), { opened: true });
+    });
+
+    it('waits for a lock that is let go within lockTimeout (default 5000 ms), as a restart right after a kill needs', async () => {
+      const file = scratch.file('waited.img');
+      const held = await Device.open(file, { size: 16 * PAGE });
+      // The first attempt runs before Device.open returns, while the lock is held: the open must wait for the close.
+      const writer = Device.open(file);
+      await held.close();
+      const opened = await writer;
+      // A reader waits for the writer likewise.
+      const reader = Device.open(file, { readOnly: true });
+      await opened.close();
+      await (await reader).close();
+    });
+
+    it('gives up after lockTimeout with EAGAIN, naming the wait', async () => {
+      const file = scratch.file('held.img');
+      const held = await Device.open(file, { size: 16 * PAGE });
+      try {
+        await assert.rejects(Device.open(file, { lockTimeout: 30 }), { code: 'EAGAIN', errno: -11, syscall: 'flock', path: file, message: lockMessage(file, 30) });
+      } finally {
+        await held.close();
+      }
+    });
+
+    it('checks lockTimeout before opening anything', async () => {
+      const file = scratch.file('never.img');
+      for (const bad of ['5', null, true, {}]) {
+        await assert.rejects(Device.open(file, { size: 16 * PAGE, lockTimeout: bad as never }), {
+          name: 'TypeError',
+          message: /^lockTimeout must be a number of milliseconds, got /,
+        });
+      }
+      for (const bad of [-1, 1.5, NaN, Infinity, 2 ** 31]) {
+        await assert.rejects(Device.open(file, { size: 16 * PAGE, lockTimeout: bad }), {
+          name: 'RangeError',
+          message: /^lockTimeout must be an integer from 0 to 2147483647 \(milliseconds\), got /,
+        });
+      }
+      assert.equal(fs.existsSync(file), false);
     });
   });
 

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { Mutex } from 'async-mutex';
 import { describe } from '../io/describe';
 import { BlockforkError } from '../io/errors';
@@ -166,9 +167,18 @@ export class Cache {
     return this.mappings.get(mapping.id) === mapping;
   }
 
-  /** Forgets a mapping whose pages are all clean and unpinned (its dirty ones written by a commit). */
+  /**
+   * Forgets a mapping whose pages are all clean and unpinned (its dirty ones
+   * written by a commit) and on which no operation is in flight. Refused with
+   * ERR_MAPPING_BUSY otherwise: an operation in flight may not have pinned
+   * its page yet, and would land it in a page table no one writes out.
+   */
   dropMapping(mapping: Mapping): void {
     if (mapping === this.volume) throw new TypeError('the volume mapping cannot be dropped');
+    if (mapping.dropped) throw droppedError(mapping);
+    if (mapping.operations > 0) {
+      throw new BlockforkError('ERR_MAPPING_BUSY', `mapping ${mapping.id} has ${mapping.operations} operations in flight; let them settle first`);
+    }
     for (const frame of mapping.table.values()) {
       if (this.pages.pinned(frame) || this.pages.dirtyState(frame) !== CLEAN) {
         throw new BlockforkError('ERR_MAPPING_BUSY', `mapping ${mapping.id} has dirty or referenced pages; commit and release them first`);
@@ -176,15 +186,64 @@ export class Cache {
     }
     for (const frame of mapping.table.values()) this.evict(frame);
     this.mappings.delete(mapping.id);
+    mapping.dropped = true;
   }
 
   /** The mapping an operation names: the volume's when none is given. */
   target(mapping: unknown): Mapping {
     if (mapping === undefined) return this.volume;
+    if (mapping instanceof Mapping && mapping.dropped) throw droppedError(mapping);
     if (!(mapping instanceof Mapping) || !this.owns(mapping)) {
       throw new TypeError(`mapping must be a Mapping of this volume, got ${describe(mapping)}`);
     }
     return mapping;
+  }
+
+  /**
+   * Runs an operation on `block` of `mapping` (the volume's when undefined):
+   * checks both, then counts the operation in flight on the mapping until
+   * what `op` returns has settled, so that the mapping cannot be dropped
+   * under it. Every refusal rejects.
+   */
+  operate<T>(mapping: unknown, block: unknown, op: (target: Mapping) => T | Promise<T>): Promise<T> {
+    return this.counted(mapping, (target) => target.checkBlock(block), op);
+  }
+
+  /** `operate` for a run of `count` blocks from `first`. */
+  operateRange<T>(mapping: unknown, first: unknown, count: unknown, op: (target: Mapping) => T | Promise<T>): Promise<T> {
+    return this.counted(mapping, (target) => target.checkRange(first, count), op);
+  }
+
+  private counted<T>(mapping: unknown, check: (target: Mapping) => void, op: (target: Mapping) => T | Promise<T>): Promise<T> {
+    let target: Mapping;
+    let result: T | Promise<T>;
+    try {
+      target = this.target(mapping);
+      check(target);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    target.operations++;
+    try {
+      result = op(target);
+    } catch (error) {
+      target.operations--;
+      return Promise.reject(error);
+    }
+    if (!(result instanceof Promise)) {
+      target.operations--;
+      return Promise.resolve(result);
+    }
+    return result.then(
+      (value) => {
+        target.operations--;
+        return value;
+      },
+      (error: unknown) => {
+        target.operations--;
+        throw error;
+      },
+    );
   }
 
   /**
@@ -585,6 +644,8 @@ export class Cache {
   }
 
   private admit(mapping: Mapping, pageIndex: number): number {
+    // A frame in a forgotten page table would fail the eviction of some unrelated operation later.
+    assert.ok(!mapping.dropped, `a page of mapping ${mapping.id} came in after it was dropped`);
     const frame = this.alloc();
     this.pages.reset(frame, mapping.id, pageIndex);
     this.pages.busy[frame] = 1;
@@ -617,4 +678,11 @@ export class Cache {
     }
     return frame;
   }
+}
+
+/** The error of an operation on a dropped mapping: a caller's mistake, like a bad argument. */
+function droppedError(mapping: Mapping): TypeError {
+  return Object.assign(new TypeError(`mapping ${mapping.id} has been dropped: create a new mapping to use its blocks again`), {
+    code: 'ERR_MAPPING_DROPPED',
+  });
 }

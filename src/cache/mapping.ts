@@ -30,6 +30,15 @@ export class Mapping {
   readonly dirty: number[][];
   /** Its streams' readahead state; undefined when readahead is off. */
   readonly readahead: Readahead | undefined;
+  /**
+   * Operations that named this mapping and have not settled (Cache.operate).
+   * Between naming the mapping and pinning a page, an operation may await
+   * (a loop turn, room in the cache) holding nothing the page table shows:
+   * this count is what keeps dropMapping from forgetting the mapping under it.
+   */
+  operations = 0;
+  /** Forgotten by dropMapping: every operation on it is refused. */
+  dropped = false;
 
   constructor(
     private readonly cache: Cache,

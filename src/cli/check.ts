@@ -94,7 +94,8 @@ export async function check(path: string): Promise<CheckReport> {
   }
 }
 
-async function examine(io: BlockIo): Promise<CheckReport> {
+/** The check of a device already open (read-only is enough): what `check` reports for it. */
+export async function examine(io: BlockIo): Promise<CheckReport> {
   let journal: JournalReport;
   try {
     journal = await inspectJournal(io);

@@ -59,14 +59,9 @@ export class Change implements Writer {
    * nothing, so no frozen image can be reached through it (G1).
    */
   read(block: number, mapping?: Mapping): Promise<Buffer> {
-    try {
-      if (!this.live) throw changeEnded();
-      const target = this.deltas.cache.target(mapping);
-      target.checkBlock(block);
-      return Promise.resolve(this.deltas.cache.copyOut(target, block));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    if (!this.live) return Promise.reject(changeEnded());
+    const cache = this.deltas.cache;
+    return cache.operate(mapping, block, (target) => cache.copyOut(target, block));
   }
 
   /**
@@ -77,24 +72,19 @@ export class Change implements Writer {
    * valid until the change ends, as `write`'s are.
    */
   writeRange(first: number, count: number, mapping?: Mapping): Promise<Buffer[]> {
-    return this.dirtyRange(first, count, mapping, false);
+    return this.dirtyRangeCounted(first, count, mapping, false);
   }
 
   /** `overwrite` for a run: zero-filled writable views of blocks `first` to `first + count - 1`, nothing read. Valid until the change ends. */
   overwriteRange(first: number, count: number, mapping?: Mapping): Promise<Buffer[]> {
-    return this.dirtyRange(first, count, mapping, true);
+    return this.dirtyRangeCounted(first, count, mapping, true);
   }
 
   /** `read` for a run: one copy of blocks `first` to `first + count - 1`, end to end, as the cache holds them now. */
   readRange(first: number, count: number, mapping?: Mapping): Promise<Buffer> {
-    try {
-      if (!this.live) throw changeEnded();
-      const target = this.deltas.cache.target(mapping);
-      target.checkRange(first, count);
-      return this.deltas.cache.copyRange(target, first, count);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    if (!this.live) return Promise.reject(changeEnded());
+    const cache = this.deltas.cache;
+    return cache.operateRange(mapping, first, count, (target) => cache.copyRange(target, first, count));
   }
 
   /** The lower layer's blockdirty: `write` for the block a handle holds. */
@@ -117,15 +107,25 @@ export class Change implements Writer {
   private dirty(block: number, mapping: Mapping | undefined, overwrite: boolean): Promise<Buffer> {
     try {
       this.check();
-      const target = this.deltas.cache.target(mapping);
-      target.checkBlock(block);
-      // A long change of cached blocks would keep the event loop from turning while a writeout needs it.
-      const turn = this.deltas.turnIfOverdue();
-      if (turn) return turn.then(() => this.dirtyChecked(target, block, overwrite));
-      return Promise.resolve(blockdirty(this.deltas, this, target, block, overwrite));
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.deltas.cache.operate(mapping, block, (target) => {
+      // A long change of cached blocks would keep the event loop from turning while a writeout needs it.
+      const turn = this.deltas.turnIfOverdue();
+      if (turn) return turn.then(() => this.dirtyChecked(target, block, overwrite));
+      return blockdirty(this.deltas, this, target, block, overwrite);
+    });
+  }
+
+  /** A range call counted on its mapping until it settles, so that dropMapping cannot forget the mapping under it. */
+  private dirtyRangeCounted(first: number, count: number, mapping: Mapping | undefined, overwrite: boolean): Promise<Buffer[]> {
+    try {
+      this.check();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.deltas.cache.operateRange(mapping, first, count, (target) => this.dirtyRange(first, count, target, overwrite));
   }
 
   /**
@@ -133,11 +133,8 @@ export class Change implements Writer {
    * are brought up to date together and stay pinned while blockdirty, which
    * then finds them cached and completes without a promise, dirties them.
    */
-  private async dirtyRange(first: number, count: number, mapping: Mapping | undefined, overwrite: boolean): Promise<Buffer[]> {
-    this.check();
+  private async dirtyRange(first: number, count: number, target: Mapping, overwrite: boolean): Promise<Buffer[]> {
     const cache = this.deltas.cache;
-    const target = cache.target(mapping);
-    target.checkRange(first, count);
     const views: Buffer[] = new Array(count);
     const step = cache.rangeLimit * cache.perPage;
     for (let start = first; start < first + count; start += step) {

@@ -130,6 +130,19 @@ export class Deltas {
   }
 
   /**
+   * Fails the volume: for the first write or flush error of a writeout, and
+   * for an error outside any delta's writeout (a checkpoint's). The open
+   * delta can never be written now: its commits reject, and changes held for
+   * room find the failure; every later commit and change refuses.
+   */
+  fail(error: Error): void {
+    if (this.error) return;
+    this.error = error;
+    this.current.fail(error);
+    this.wake('switch');
+  }
+
+  /**
    * Asks the open delta to close and resolves with its number once it (and
    * every earlier one) is durable. A commit with nothing to close (no block
    * dirty, no change in progress) does no I/O and opens no delta: it
@@ -319,13 +332,7 @@ export class Deltas {
     try {
       // With a journal this returns after the home writes, which come after durability.
       await writeout(delta, previous, this.cache, this.counters, this.journal);
-      if (delta.failure && !this.error) {
-        this.error = delta.failure;
-        // The open delta can never be written now: its commits reject, and
-        // changes held for room find the failure.
-        this.current.fail(this.error);
-        this.wake('switch');
-      }
+      if (delta.failure) this.fail(delta.failure);
     } finally {
       this.inFlight.splice(this.inFlight.indexOf(delta), 1);
       this.wake('departure');

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { native, isNativeErrno, type NativeEngine, type NativeRequest } from '../native';
 import { describe } from './describe';
 import { BlockforkError, systemError, type SystemError } from './errors';
@@ -16,10 +17,23 @@ export interface DeviceOptions {
   engine?: EngineKind | 'auto';
   /** Requests in flight at once (default 32, at most 4096). */
   queueDepth?: number;
+  /**
+   * Milliseconds to wait for the lock when another handle holds it (default
+   * 5000; 0 fails at once): a process killed while writing keeps its lock
+   * until its I/O in flight drains, so an immediate restart must wait.
+   */
+  lockTimeout?: number;
 }
 
 export const DEFAULT_QUEUE_DEPTH = 32;
 const MAX_QUEUE_DEPTH = 4096;
+/** As better-sqlite3's `timeout`: long enough for a supervisor's restart right after a kill. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+/** setTimeout's limit. */
+const MAX_LOCK_TIMEOUT_MS = 2 ** 31 - 1;
+/** The first retry comes soon (a dead process's I/O drains in milliseconds); later ones back off to this. */
+const LOCK_RETRY_FIRST_MS = 1;
+const LOCK_RETRY_MAX_MS = 100;
 
 /**
  * A block device or a regular file opened for aligned, batched, vectored I/O
@@ -67,9 +81,25 @@ export class Device implements BlockIo {
     if (wanted !== 'auto' && wanted !== 'io_uring' && wanted !== 'threads') {
       throw new TypeError(`engine must be 'auto', 'io_uring' or 'threads', got ${describe(wanted)}`);
     }
+    const lockTimeout = options.lockTimeout === undefined ? DEFAULT_LOCK_TIMEOUT_MS : options.lockTimeout;
+    if (typeof lockTimeout !== 'number') throw new TypeError(`lockTimeout must be a number of milliseconds, got ${describe(lockTimeout)}`);
+    if (!Number.isSafeInteger(lockTimeout) || lockTimeout < 0 || lockTimeout > MAX_LOCK_TIMEOUT_MS) {
+      throw new RangeError(`lockTimeout must be an integer from 0 to ${MAX_LOCK_TIMEOUT_MS} (milliseconds), got ${describe(lockTimeout)}`);
+    }
 
-    const opened = native.open(path, { readOnly, direct, create: size !== undefined && !readOnly, size: size ?? 0 });
-    if (isNativeErrno(opened)) throw openError(opened.errno, opened.syscall, path, direct);
+    const flags = { readOnly, direct, create: size !== undefined && !readOnly, size: size ?? 0 };
+    // The lock is taken on the descriptor that does the I/O, and waited for
+    // rather than moved: a killed process's writes still in flight keep it,
+    // and they must not land under a successor that already writes.
+    const deadline = performance.now() + lockTimeout;
+    let opened = native.open(path, flags);
+    let delay = LOCK_RETRY_FIRST_MS;
+    while (isLockHeld(opened) && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, Math.max(0, deadline - performance.now()))));
+      delay = Math.min(delay * 2, LOCK_RETRY_MAX_MS);
+      opened = native.open(path, flags);
+    }
+    if (isNativeErrno(opened)) throw openError(opened.errno, opened.syscall, path, direct, lockTimeout);
 
     let kind: EngineKind = wanted === 'auto' ? (native.probeIoUring() === 0 ? 'io_uring' : 'threads') : wanted;
     const engine = native.createEngine({
@@ -210,7 +240,11 @@ function byteLength(request: IoRequest): number {
   return total;
 }
 
-function openError(errno: number, syscall: string, path: string, direct: boolean): SystemError {
+function isLockHeld(opened: ReturnType<typeof native.open>): boolean {
+  return isNativeErrno(opened) && opened.syscall === 'flock' && opened.errno === -11; /* EWOULDBLOCK */
+}
+
+function openError(errno: number, syscall: string, path: string, direct: boolean, lockTimeout: number): SystemError {
   if (syscall === 'open' && direct && errno === -22 /* EINVAL */) {
     return systemError(errno, syscall, path, 'the file system refuses O_DIRECT; open with { direct: false } to use buffered I/O');
   }
@@ -219,7 +253,7 @@ function openError(errno: number, syscall: string, path: string, direct: boolean
       errno,
       syscall,
       path,
-      'another open handle holds its lock: one writer per volume (a process killed while writing holds it until its I/O in flight drains, a few milliseconds: retry)',
+      `another open handle held its lock for the ${lockTimeout} ms of lockTimeout: one writer per volume`,
     );
   }
   return systemError(errno, syscall, path);

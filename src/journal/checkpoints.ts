@@ -17,6 +17,12 @@ import type { JournalBlock } from './home-area';
  * the full number is the newest one seen plus the signed 32-bit distance.
  */
 export class JournalPipeline {
+  /**
+   * Told when a checkpoint taken off the commit path fails: no commit waits
+   * for it, so the volume must fail at once, or empty commits and close()
+   * would resolve over a journal that can no longer free its log.
+   */
+  onFailure: ((error: Error) => void) | undefined;
   /** Newest delta whose home writes (and every earlier one's) completed, in full. */
   private atHome: number;
   /** Newest delta a checkpoint was asked for. */
@@ -86,9 +92,7 @@ export class JournalPipeline {
     if (space.wanted === 0 && space.used * 2 <= space.capacity) return;
     this.checkpointAsked = delta;
     this.checkpointsTaken++;
-    // A failed checkpoint fails the journal: the next append rejects with the
-    // cause, and with it the next commit and the volume.
-    this.journal.checkpoint(delta).catch(() => undefined);
+    this.journal.checkpoint(delta).catch((error: unknown) => this.onFailure?.(error instanceof Error ? error : new Error(String(error))));
   }
 
   /** A checkpoint may name only a delta both at home and appended (an empty delta after the last append was not). */

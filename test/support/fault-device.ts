@@ -33,6 +33,7 @@ export class FaultDevice implements BlockIo {
   private readonly random: (() => number) | undefined;
   private readonly held = new Map<IoRequest['op'], Promise<void>>();
   private readonly waiting = { read: 0, write: 0 };
+  private nextFlushFails = false;
 
   constructor(
     readonly inner: BlockIo,
@@ -52,6 +53,11 @@ export class FaultDevice implements BlockIo {
   /** Requests submitted and waiting on `hold()`. */
   heldRequests(op: IoRequest['op'] = 'write'): number {
     return this.waiting[op];
+  }
+
+  /** Fails the next flush (with the plan's errno), whatever its index: for a flush the test cannot count ahead. */
+  failNextFlush(): void {
+    this.nextFlushFails = true;
   }
 
   /** Holds every request of this kind until the returned function is called. */
@@ -80,7 +86,10 @@ export class FaultDevice implements BlockIo {
   async flush(): Promise<void> {
     const index = this.flushes++;
     await this.delay();
-    if (index === this.plan.failFlush) throw this.inject('fdatasync');
+    if (index === this.plan.failFlush || this.nextFlushFails) {
+      this.nextFlushFails = false;
+      throw this.inject('fdatasync');
+    }
     return this.inner.flush();
   }
 
