@@ -45,6 +45,8 @@ describe('blockfork bench', function () {
   let temp: { dir: string; remove: () => void };
 
   before(async function () {
+    // The build of the command line compiles the TypeScript: minutes on a busy machine.
+    this.timeout(300_000);
     buildCli();
     temp = await makeTempDir();
   });

@@ -94,6 +94,8 @@ describe('blockfork format and check', function () {
   const next = (): string => path.join(temp.dir, `vol-${count++}.img`);
 
   before(async function () {
+    // The build of the command line compiles the TypeScript: minutes on a busy machine.
+    this.timeout(300_000);
     buildCli();
     temp = await makeTempDir();
   });

@@ -18,6 +18,8 @@ describe('blockfork info', function () {
   let temp: { dir: string; remove: () => void };
 
   before(async function () {
+    // The build of the command line compiles the TypeScript: minutes on a busy machine.
+    this.timeout(300_000);
     buildCli();
     temp = await makeTempDir();
   });
