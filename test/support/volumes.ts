@@ -37,6 +37,8 @@ export function realVolumesPerTest(): RealVolumesPerTest {
     temp = new TempDir();
   });
   afterEach(async () => {
+    // A test that failed with requests held would leave its volume unable to close.
+    for (const { device } of open) device.releaseAll();
     for (const { vol } of open.splice(0)) await vol.close().catch(() => undefined);
     temp.remove();
   });
