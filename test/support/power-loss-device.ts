@@ -135,8 +135,34 @@ export class PowerLossDevice implements BlockIo {
     return value;
   }
 
+  /**
+   * The device's bytes after a power cut at `point` (default: now) that kept
+   * nothing but what flushes and dsync writes made durable: what a commit
+   * acknowledged by then must be found in.
+   */
+  durableImage(point = this.events.length): Buffer {
+    return this.replay(point).image;
+  }
+
   /** The device's bytes after a power cut once the first `point` events had happened. */
   crashImage(point: number, random: Random): Buffer {
+    const { image, pending } = this.replay(point);
+    const rest = [...pending.values()];
+    shuffle(rest, random);
+    const kept = rest.filter(() => random() < 0.5);
+    const lost = rest.filter((w) => !kept.includes(w));
+    for (const w of kept) image.set(w.data, w.offset);
+    if (lost.length > 0) {
+      const torn = lost[Math.floor(random() * lost.length)];
+      const sector = this.geometry.logicalSectorSize;
+      for (let at = 0; at < torn.data.byteLength; at += sector) {
+        if (random() < 0.5) image.set(torn.data.subarray(at, at + sector), torn.offset + at);
+      }
+    }
+    return image;
+  }
+  /** The durable bytes at `point`, and the writes not yet durable. */
+  private replay(point: number): { image: Buffer; pending: Map<number, WriteEvent> } {
     const image = Buffer.from(this.initial);
     const pending = new Map<number, WriteEvent>();
     for (let i = 0; i < point; i++) {
@@ -151,19 +177,7 @@ export class PowerLossDevice implements BlockIo {
         }
       }
     }
-    const rest = [...pending.values()];
-    shuffle(rest, random);
-    const kept = rest.filter(() => random() < 0.5);
-    const lost = rest.filter((w) => !kept.includes(w));
-    for (const w of kept) image.set(w.data, w.offset);
-    if (lost.length > 0) {
-      const torn = lost[Math.floor(random() * lost.length)];
-      const sector = this.geometry.logicalSectorSize;
-      for (let at = 0; at < torn.data.byteLength; at += sector) {
-        if (random() < 0.5) image.set(torn.data.subarray(at, at + sector), torn.offset + at);
-      }
-    }
-    return image;
+    return { image, pending };
   }
 }
 
