@@ -20,8 +20,8 @@ export async function realVolume(temp: TempDir, size: number, options: VolumeOpt
 }
 
 export interface RealVolumesPerTest {
-  /** A volume on a new temp file of `size` bytes, closed after the test. */
-  open(size: number, options?: VolumeOptions): Promise<RealVolume>;
+  /** A volume on a new temp file of `size` bytes (through a FaultDevice with `plan`), closed after the test. */
+  open(size: number, options?: VolumeOptions, plan?: FaultPlan): Promise<RealVolume>;
   /** Closes this volume after the test too (one the test opened itself). */
   track(real: RealVolume): void;
 }
@@ -43,8 +43,8 @@ export function realVolumesPerTest(): RealVolumesPerTest {
     temp.remove();
   });
   return {
-    async open(size, options = {}) {
-      const real = await realVolume(temp, size, options);
+    async open(size, options = {}, plan = {}) {
+      const real = await realVolume(temp, size, options, plan);
       open.push(real);
       return real;
     },
