@@ -17,13 +17,14 @@ import { makeScratchDir, type ScratchDir } from './support/scratch-dir';
  * could have touched.
  *
  * - Ordered mode (`journal: false`): every block holds its value after some
- *   delta D_b, D_ack <= D_b <= the last delta closed (G3, G4), never torn.
+ *   delta D_b, D_ack <= D_b <= the last delta closed (G3, G4), never torn,
+ *   and at most one delta is half written (README).
  * - Journal mode (G5): the volume holds exactly the state after one delta D,
  *   D_ack <= D <= the last delta closed.
  *
  * D_ack is the last delta whose commit() resolved before the kill. A kill is
  * not a power cut: what the kernel has accepted survives, so this tests the
- * library's own ordering (journal-power-loss.test.ts covers dropped writes).
+ * library's own ordering (journal-power-loss.test.ts and ordered-power-loss.test.ts cover dropped writes).
  *
  * The child runs plain JavaScript transpiled from src/ and test/support/
  * into the scratch directory when the file starts: with ts-node a child
@@ -284,7 +285,7 @@ describe('crash by SIGKILL', function () {
     scratch?.remove();
   });
 
-  it('ordered mode: every block holds its value from a delta at or after the last acknowledged one, never torn', async function () {
+  it('ordered mode: every block holds its value from a delta at or after the last acknowledged one, never torn, and at most one delta is half written', async function () {
     this.timeout(BUDGET_MS + 90_000);
     const started = Date.now();
     const results = await crashRuns(childJs, scratch, 'ordered', 0);
