@@ -9,6 +9,7 @@ const tests = {
   journal: [
     'test/journal-format.test.ts',
     'test/journal-format-document.test.ts',
+    'test/journal-record-checks.test.ts',
     'test/journal-replay.test.ts',
     'test/journal-requests.test.ts',
   ],
@@ -34,7 +35,7 @@ export default {
     extension: ['ts'],
   },
   concurrency: 1,
-  timeoutMS: 30000,
+  timeoutMS: 5000,
   reporters: ['clear-text', 'progress', 'html', 'json'],
   htmlReporter: { fileName: 'reports/mutation/mutation.html' },
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
