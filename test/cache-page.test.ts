@@ -1,19 +1,23 @@
 import assert from 'node:assert/strict';
 import { Lru } from '../src/cache/lru';
-import { CLEAN, DIRTY, EMPTY, MAX_SLOTS, NO_FRAME, Pages, dirtyIn, isDirty } from '../src/cache/page';
+import { CLEAN, EMPTY, MAX_SLOTS, NO_FRAME, Pages, dirtyIn, isDirty } from '../src/cache/page';
 import { PagePool } from '../src/cache/pool';
 import { canModifyInPlace, dirtyInThisDelta } from '../src/delta/fork';
 import { deltaBefore, nextDelta, slotCountFor, slotOf } from '../src/delta/number';
 
 describe('buffer states', () => {
-  it('are one value: EMPTY, CLEAN, DIRTY + slot, and fit in a byte', () => {
-    assert.equal(EMPTY, 0);
-    assert.equal(CLEAN, 1);
-    assert.equal(dirtyIn(0), DIRTY);
-    assert.ok(dirtyIn(MAX_SLOTS - 1) <= 255);
-    assert.equal(isDirty(EMPTY), false);
-    assert.equal(isDirty(CLEAN), false);
-    assert.equal(isDirty(dirtyIn(3)), true);
+  it('are one value each, distinct for every delta slot, and survive the byte a page record keeps', () => {
+    const states = [EMPTY, CLEAN, ...Array.from({ length: MAX_SLOTS }, (_, slot) => dirtyIn(slot))];
+    assert.equal(new Set(states).size, states.length, 'no two states share a value');
+    const record = new Pages(1, states.length);
+    record.states.set(states);
+    assert.deepEqual([...record.states], states, 'every state fits the byte of a buffer record');
+    assert.deepEqual(states.map(isDirty), [false, false, ...Array(MAX_SLOTS).fill(true)], 'dirty means dirty in some slot, and nothing else');
+    for (let slot = 0; slot < MAX_SLOTS; slot++) {
+      for (const other of [0, 1, MAX_SLOTS - 1]) assert.equal(dirtyInThisDelta(dirtyIn(slot), other), slot === other, `dirty in slot ${slot}, asked about slot ${other}`);
+    }
+    assert.equal(dirtyInThisDelta(CLEAN, 0), false);
+    assert.equal(dirtyInThisDelta(EMPTY, 0), false);
   });
 
   it('decide a fork with two predicates: already dirty in this delta, can modify in place', () => {

@@ -6,9 +6,11 @@ import { DeltaLock } from '../src/delta/lock';
 import { LoopTurns } from '../src/delta/loop-turns';
 import { slotCountFor } from '../src/delta/number';
 import { Deltas } from '../src/delta/transition';
+import type { BlockIo, IoRequest, IoResult } from '../src/io/request';
 import { Volume } from '../src/volume';
 import { FaultDevice } from './support/fault-device';
 import { MemoryDevice } from './support/memory-device';
+import { seeded } from './support/random';
 import { Recorder } from './support/recorder';
 import { TempDir } from './support/temp';
 import { fileBytes, realVolume, realVolumesPerTest, settles, until, type RealVolume } from './support/volumes';
@@ -17,6 +19,51 @@ const BLOCK = 4096;
 
 function pattern(value: number): Buffer {
   return Buffer.alloc(BLOCK, value);
+}
+
+/** Holds the first flush until `release()`; every other request goes straight through. */
+class FirstFlushHeld implements BlockIo {
+  flushes = 0;
+  /** Flushes that returned. */
+  flushed = 0;
+  holding = false;
+  private letGo!: () => void;
+  private readonly gate = new Promise<void>((resolve) => (this.letGo = resolve));
+
+  constructor(private readonly inner: BlockIo) {}
+
+  get path(): string {
+    return this.inner.path;
+  }
+
+  get geometry(): BlockIo['geometry'] {
+    return this.inner.geometry;
+  }
+
+  submit(requests: readonly IoRequest[]): Promise<IoResult[]> {
+    return this.inner.submit(requests);
+  }
+
+  run(requests: readonly IoRequest[]): Promise<void> {
+    return this.inner.run(requests);
+  }
+
+  async flush(): Promise<void> {
+    if (this.flushes++ === 0) {
+      this.holding = true;
+      await this.gate;
+    }
+    await this.inner.flush();
+    this.flushed++;
+  }
+
+  release(): void {
+    this.letGo();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
 }
 
 describe('the delta lock', () => {
@@ -98,7 +145,33 @@ describe('delta transitions and the writeout pipeline', () => {
     assert.equal(await vol.commit(), 1, 'the transition was not blocked by the failed change');
   });
 
-  it('G3, G4: with completions delayed and reordered, each commit resolves after its delta and every earlier one are flushed, in order', async () => {
+  it('G4: a delta whose flush returns first still waits for the flush of the delta before it', async () => {
+    const memory = new MemoryDevice({ size: 64 * BLOCK });
+    const device = new FirstFlushHeld(memory);
+    const vol = Volume.over(device, { maxDeltas: 3 });
+    try {
+      // Two runs per delta: plain writes, then a flush (a single run would be one dsync write).
+      await vol.change(async (tx) => {
+        for (const b of [0, 5]) (await tx.write(b)).fill(1);
+      });
+      const first = vol.commit();
+      await until(() => device.holding, "delta 1's flush held");
+      await vol.change(async (tx) => {
+        for (const b of [1, 7]) (await tx.write(b)).fill(2);
+      });
+      const second = vol.commit();
+      await until(() => device.flushed === 1, "delta 2's flush returned, delta 1's still held");
+      assert.equal(await settles(second), false, "delta 2 is flushed, but delta 1 is not: commit 2 waits (G4)");
+      assert.equal(await settles(first), false);
+      device.release();
+      assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+    } finally {
+      device.release();
+      await vol.close();
+    }
+  });
+
+  it('G3: with completions delayed and reordered, each commit resolves after its delta is flushed, and commits resolve in order', async () => {
     const memory = new MemoryDevice({ size: 64 * BLOCK });
     const recorder = new Recorder(new FaultDevice(memory, { seed: 7, maxTurns: 6 }), BLOCK);
     const vol = Volume.over(recorder, { maxDeltas: 3 });
@@ -225,15 +298,38 @@ describe('delta transitions and the writeout pipeline', () => {
     assert.ok(vol.stats().pagesCached <= 8);
   });
 
-  it('G7: a change bigger than the cache overcommits rather than deadlock, and the cache shrinks back', async () => {
+  it('G7: a change bigger than the cache overcommits by its own dirty pages only, rather than deadlock, and the cache shrinks back', async () => {
     const { vol } = await volume({ cacheSize: 4 * BLOCK });
+    for (let b = 200; b < 204; b++) await vol.read(b);
+    assert.equal(vol.stats().pagesCached, 4, 'the cache is full of clean pages');
     await vol.change(async (tx) => {
       for (let b = 0; b < 16; b++) (await tx.overwrite(b)).fill(b);
     });
-    assert.equal(vol.stats().pagesCached, 16);
+    // Its pages cannot be written before the change ends (all of a change lands
+    // in one delta), so the cache holds them all; the README's G7 says so.
+    assert.equal(vol.stats().pagesDirty, 16);
+    assert.equal(vol.stats().pagesCached, 16, 'the change\'s own pages, and no clean page besides');
     await vol.commit();
     for (let b = 100; b < 110; b++) await vol.read(b);
     assert.ok(vol.stats().pagesCached <= 4);
+  });
+
+  it('G7: under writes, with deltas in flight, forks and completions reordered, the cache stays within cacheSize', async () => {
+    const { vol } = await volumes.open(1 << 20, { cacheSize: 16 * BLOCK, maxDeltas: 3 }, { seed: 11, maxTurns: 6 });
+    const random = seeded(5);
+    const commits: Promise<number>[] = [];
+    let peak = 0;
+    for (let i = 0; i < 300; i++) {
+      await vol.change(async (tx) => {
+        for (let w = 1 + Math.floor(random() * 3); w > 0; w--) (await tx.write(Math.floor(random() * 64))).fill(i & 0xff);
+      });
+      peak = Math.max(peak, vol.stats().pagesCached);
+      assert.ok(vol.stats().pagesCached <= 16, `after change ${i}: ${vol.stats().pagesCached} pages cached, cacheSize is 16`);
+      if (i % 4 === 3) commits.push(vol.commit());
+    }
+    await Promise.all(commits);
+    assert.ok(vol.stats().forks > 0 && vol.stats().spaceWaits > 0, `the run forked (${vol.stats().forks}) and filled the cache (${vol.stats().spaceWaits} waits)`);
+    assert.equal(peak, 16, 'the cache was used up to its size');
   });
 
   it('G7: the cache stays within cacheSize, evicting the least recently used clean page', async () => {

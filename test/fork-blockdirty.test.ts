@@ -27,8 +27,9 @@ describe('blockdirty and the buffer fork', () => {
         const first = vol.commit();
         await until(() => device.heldRequests() > 0, 'delta 1 writing');
 
-        await vol.change(async (tx) => (await tx.write(0)).fill(0xb2));
-        assert.ok(device.heldRequests() > 0, 'the write did not wait for the writeout in flight (G2)');
+        // The writeout is held until released: a write that waited for it would never end.
+        assert.equal(await settles(vol.change(async (tx) => (await tx.write(0)).fill(0xb2))), true, 'the write did not wait for the writeout in flight (G2)');
+        assert.ok(device.heldRequests() > 0, 'and the writeout was still in flight when it ended');
         assert.equal(vol.stats().forks, 1);
         assert.equal(vol.stats().pagesFrozen, 1);
         assert.deepEqual(await vol.read(0), pattern(blockSize, 0xb2), 'reads see the latest write');

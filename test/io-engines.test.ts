@@ -163,7 +163,10 @@ describe('io engines (O_DIRECT files)', () => {
         }
       });
 
-      it('writes with dsync and flushes, and the data is there for plain fs', async () => {
+      // That a dsync write and flush() make data durable only the block layer can
+      // show (the page cache serves these reads either way): see
+      // durability-block-layer.test.ts. This checks that they carry the data.
+      it('a dsync write, a plain write and a flush all succeed, and the data is there for plain fs', async () => {
         const file = scratch.file(`${engine}-dsync.img`);
         const device = await openDevice(file, { size: 16 * PAGE, engine });
         const a = slab.page(0);

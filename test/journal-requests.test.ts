@@ -6,14 +6,20 @@ import { homeRequests } from '../src/journal/home-area';
 import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES } from '../src/io/request';
 import { LogRing } from '../src/journal/log-ring';
 
-/** Every byte a request list covers, as (device offset → [memory, offset]) in order. */
-function flatten(requests: { offset: number; buffers: readonly Uint8Array[] }[], blockSize: number): string[] {
+/**
+ * Every block a request list covers, in order, as "device offset:memory
+ * offset" (each buffer a view of the one slab): which block of memory goes
+ * to which place on the device, exactly.
+ */
+function flatten(requests: { offset: number; buffers: readonly Uint8Array[] }[], blockSize: number, memory: ArrayBuffer): string[] {
   const out: string[] = [];
   for (const r of requests) {
     let at = r.offset;
     for (const b of r.buffers) {
+      assert.equal(b.buffer, memory, 'a view of the images, not a copy');
+      assert.equal(b.byteLength % blockSize, 0);
       for (let o = 0; o < b.byteLength; o += blockSize) {
-        out.push(`${at}:${b[o]}`);
+        out.push(`${at}:${b.byteOffset + o}`);
         at += blockSize;
       }
     }
@@ -26,8 +32,6 @@ describe('journal: log and home requests', () => {
   let slab: Slab;
   before(() => {
     slab = Slab.alloc(B, 2048);
-    // Each block's first byte names it, so that the tests can follow blocks into requests.
-    for (let i = 0; i < 2048; i++) slab.page(i)[0] = i & 0xff;
   });
   after(() => slab.release());
 
@@ -63,8 +67,9 @@ describe('journal: log and home requests', () => {
             const first = r.offset / B - 7;
             assert.ok(first + bytes / B <= logBlocks);
           }
-          const expected = pages.map((p, i) => `${ring.offsetOf(position + i)}:${p & 0xff}`);
-          assert.deepEqual(flatten(requests, B), expected);
+          // FORMAT.md: position p is stored in device block logStart + (p mod logBlocks).
+          const expected = pages.map((p, i) => `${(7 + ((position + i) % logBlocks)) * B}:${slab.page(p).byteOffset}`);
+          assert.deepEqual(flatten(requests, B, slab.memory), expected);
         },
       ),
       { numRuns: 300 },
@@ -80,7 +85,7 @@ describe('journal: log and home requests', () => {
         for (const r of requests) {
           assert.ok(r.buffers.reduce((n, b) => n + b.byteLength, 0) <= MAX_REQUEST_BYTES && r.buffers.length <= MAX_BUFFERS_PER_REQUEST);
         }
-        assert.deepEqual(flatten(requests, B), blocks.map((b) => `${(11 + b.home) * B}:${b.image[0]}`));
+        assert.deepEqual(flatten(requests, B, slab.memory), blocks.map((b) => `${(11 + b.home) * B}:${b.image.byteOffset}`));
       }),
       { numRuns: 200 },
     );

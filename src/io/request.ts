@@ -37,7 +37,13 @@ export interface BlockIo {
   submit(requests: readonly IoRequest[]): Promise<IoResult[]>;
   /** Like submit, but rejects with the first failed request's error (short transfers are errors). */
   run(requests: readonly IoRequest[]): Promise<void>;
-  /** fdatasync: everything completed before it is on stable storage. */
+  /**
+   * fdatasync: everything completed before it is on stable storage. It is
+   * also a barrier: requests submitted after it start only once it is done
+   * (both engines: IOSQE_IO_DRAIN, the thread pool's barrier). Ordered mode
+   * relies on it: delta N+1's writes are submitted once N's completed, and
+   * must not reach the disk before N's flush.
+   */
   flush(): Promise<void>;
   close(): Promise<void>;
 }

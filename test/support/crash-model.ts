@@ -28,8 +28,6 @@ export interface CrashConfig {
   readonly blockSize: number;
   readonly cacheSize: number;
   readonly maxDeltas: number;
-  /** For a deliberate breakage while proving the checks (never set by the test). */
-  readonly sabotage?: 'write-outside-delta';
 }
 
 /** Distinct block slots the workload may touch; slot j is volume block `slotBlock(j)`. */

@@ -32,6 +32,7 @@ export class FaultDevice implements BlockIo {
   readonly injected: SystemError[] = [];
   private readonly random: (() => number) | undefined;
   private readonly held = new Map<IoRequest['op'], Promise<void>>();
+  private readonly releases = new Set<() => void>();
   private readonly waiting = { read: 0, write: 0 };
   private nextFlushFails = false;
 
@@ -60,14 +61,23 @@ export class FaultDevice implements BlockIo {
     this.nextFlushFails = true;
   }
 
-  /** Holds every request of this kind until the returned function is called. */
+  /** Holds every request of this kind until the returned function (or `releaseAll`) is called. */
   hold(op: IoRequest['op'] = 'write'): () => void {
     let release!: () => void;
     this.held.set(op, new Promise<void>((resolve) => (release = resolve)));
-    return () => {
-      this.held.delete(op);
+    const letGo = (): void => {
+      if (this.held.get(op) === gate) this.held.delete(op);
+      this.releases.delete(letGo);
       release();
     };
+    const gate = this.held.get(op);
+    this.releases.add(letGo);
+    return letGo;
+  }
+
+  /** Lets go of everything held: after a failed test, so that its volume can close. */
+  releaseAll(): void {
+    for (const release of [...this.releases]) release();
   }
 
   submit(requests: readonly IoRequest[]): Promise<IoResult[]> {

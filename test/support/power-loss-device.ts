@@ -50,21 +50,32 @@ export class PowerLossDevice implements BlockIo {
   private nextId = 0;
   private readonly completed = new Set<number>();
 
+  /** The flush in flight, when requests submitted meanwhile wait for it (`flushBarrier`). */
+  private flushing: Promise<void> | undefined;
+
   private constructor(
     private readonly inner: BlockIo,
     /** The device's bytes when recording began: all durable. */
     readonly initial: Uint8Array,
+    private readonly flushBarrier: boolean,
   ) {}
 
-  /** Reads the whole device (keep it small) as the durable starting state. */
-  static async wrap(inner: BlockIo): Promise<PowerLossDevice> {
+  /**
+   * Reads the whole device (keep it small) as the durable starting state.
+   * `flushBarrier`: requests submitted while a flush is in flight start only
+   * once it is done, as both engines do (IOSQE_IO_DRAIN; the thread pool's
+   * barrier) and durability-block-layer.test.ts shows at the device. Without
+   * it, the double is stricter than the engines: a later write may land
+   * before an earlier flush returns.
+   */
+  static async wrap(inner: BlockIo, options: { flushBarrier?: boolean } = {}): Promise<PowerLossDevice> {
     const size = inner.geometry.size;
     const slab = Slab.alloc(4096, Math.ceil(size / 4096));
     const all = Buffer.from(slab.memory, 0, size);
     await inner.run([{ op: 'read', offset: 0, buffers: [all] }]);
     const initial = Buffer.from(all);
     slab.release();
-    return new PowerLossDevice(inner, initial);
+    return new PowerLossDevice(inner, initial, options.flushBarrier ?? false);
   }
 
   get path(): string {
@@ -80,6 +91,7 @@ export class PowerLossDevice implements BlockIo {
   }
 
   async submit(requests: readonly IoRequest[]): Promise<IoResult[]> {
+    while (this.flushing) await this.flushing;
     const ids: (number | undefined)[] = requests.map((r) => {
       if (r.op !== 'write') return undefined;
       const id = this.nextId++;
@@ -108,8 +120,13 @@ export class PowerLossDevice implements BlockIo {
   async flush(): Promise<void> {
     const durable = [...this.completed];
     this.completed.clear();
-    await this.inner.flush();
-    this.events.push({ kind: 'flush', durable });
+    const done = this.inner.flush().then(() => void this.events.push({ kind: 'flush', durable }));
+    if (!this.flushBarrier) return done;
+    const barrier = done.catch(() => undefined).finally(() => {
+      if (this.flushing === barrier) this.flushing = undefined;
+    });
+    this.flushing = barrier;
+    return done;
   }
 
   close(): Promise<void> {
@@ -135,8 +152,34 @@ export class PowerLossDevice implements BlockIo {
     return value;
   }
 
+  /**
+   * The device's bytes after a power cut at `point` (default: now) that kept
+   * nothing but what flushes and dsync writes made durable: what a commit
+   * acknowledged by then must be found in.
+   */
+  durableImage(point = this.events.length): Buffer {
+    return this.replay(point).image;
+  }
+
   /** The device's bytes after a power cut once the first `point` events had happened. */
   crashImage(point: number, random: Random): Buffer {
+    const { image, pending } = this.replay(point);
+    const rest = [...pending.values()];
+    shuffle(rest, random);
+    const kept = rest.filter(() => random() < 0.5);
+    const lost = rest.filter((w) => !kept.includes(w));
+    for (const w of kept) image.set(w.data, w.offset);
+    if (lost.length > 0) {
+      const torn = lost[Math.floor(random() * lost.length)];
+      const sector = this.geometry.logicalSectorSize;
+      for (let at = 0; at < torn.data.byteLength; at += sector) {
+        if (random() < 0.5) image.set(torn.data.subarray(at, at + sector), torn.offset + at);
+      }
+    }
+    return image;
+  }
+  /** The durable bytes at `point`, and the writes not yet durable. */
+  private replay(point: number): { image: Buffer; pending: Map<number, WriteEvent> } {
     const image = Buffer.from(this.initial);
     const pending = new Map<number, WriteEvent>();
     for (let i = 0; i < point; i++) {
@@ -151,19 +194,7 @@ export class PowerLossDevice implements BlockIo {
         }
       }
     }
-    const rest = [...pending.values()];
-    shuffle(rest, random);
-    const kept = rest.filter(() => random() < 0.5);
-    const lost = rest.filter((w) => !kept.includes(w));
-    for (const w of kept) image.set(w.data, w.offset);
-    if (lost.length > 0) {
-      const torn = lost[Math.floor(random() * lost.length)];
-      const sector = this.geometry.logicalSectorSize;
-      for (let at = 0; at < torn.data.byteLength; at += sector) {
-        if (random() < 0.5) image.set(torn.data.subarray(at, at + sector), torn.offset + at);
-      }
-    }
-    return image;
+    return { image, pending };
   }
 }
 

@@ -20,8 +20,8 @@ export async function realVolume(temp: TempDir, size: number, options: VolumeOpt
 }
 
 export interface RealVolumesPerTest {
-  /** A volume on a new temp file of `size` bytes, closed after the test. */
-  open(size: number, options?: VolumeOptions): Promise<RealVolume>;
+  /** A volume on a new temp file of `size` bytes (through a FaultDevice with `plan`), closed after the test. */
+  open(size: number, options?: VolumeOptions, plan?: FaultPlan): Promise<RealVolume>;
   /** Closes this volume after the test too (one the test opened itself). */
   track(real: RealVolume): void;
 }
@@ -37,12 +37,14 @@ export function realVolumesPerTest(): RealVolumesPerTest {
     temp = new TempDir();
   });
   afterEach(async () => {
+    // A test that failed with requests held would leave its volume unable to close.
+    for (const { device } of open) device.releaseAll();
     for (const { vol } of open.splice(0)) await vol.close().catch(() => undefined);
     temp.remove();
   });
   return {
-    async open(size, options = {}) {
-      const real = await realVolume(temp, size, options);
+    async open(size, options = {}, plan = {}) {
+      const real = await realVolume(temp, size, options, plan);
       open.push(real);
       return real;
     },

@@ -1,0 +1,44 @@
+// Mutation testing of the layers whose tests are fast and whose bugs are
+// silent: src/journal, src/delta, src/cache. Not in CI (it is slow):
+//   npm run mutate                          all three folders
+//   MUTATE=journal npm run mutate           one folder (journal, delta or cache)
+// Each folder runs only the fast tests that exercise it (the power-loss and
+// whole-volume journal suites take a minute each: too slow per mutant); with
+// per-test coverage, a mutant runs only the tests that reach it.
+const tests = {
+  journal: [
+    'test/journal-format.test.ts',
+    'test/journal-format-document.test.ts',
+    'test/journal-record-checks.test.ts',
+    'test/journal-replay.test.ts',
+    'test/journal-requests.test.ts',
+  ],
+  delta: ['test/delta-pipeline.test.ts', 'test/fork-blockdirty.test.ts', 'test/cache-states.test.ts', 'test/volume-api.test.ts', 'test/volume-faults.test.ts'],
+  cache: ['test/cache-page.test.ts', 'test/cache-mapping.test.ts', 'test/cache-states.test.ts', 'test/fork-blockdirty.test.ts', 'test/delta-pipeline.test.ts'],
+};
+const folder = process.env.MUTATE ?? 'all';
+if (folder !== 'all' && !(folder in tests)) throw new Error(`MUTATE must be one of ${Object.keys(tests).join(', ')} or all, got ${folder}`);
+const folders = folder === 'all' ? Object.keys(tests) : [folder];
+
+export default {
+  testRunner: 'mocha',
+  checkers: ['typescript'],
+  tsconfigFile: 'tsconfig.json',
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  coverageAnalysis: 'perTest',
+  ignoreStatic: true,
+  mutate: folders.map((f) => `src/${f}/**/*.ts`),
+  mochaOptions: {
+    'no-config': true,
+    spec: [...new Set(folders.flatMap((f) => tests[f]))],
+    require: ['ts-node/register/transpile-only'],
+    extension: ['ts'],
+  },
+  concurrency: 1,
+  timeoutMS: 5000,
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: 'reports/mutation/mutation.html' },
+  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
+  tempDirName: '.stryker-tmp',
+  ignorePatterns: ['.bench-tmp', 'docs/api', 'reports', 'prebuilds'],
+};
