@@ -74,7 +74,18 @@ describe('blockfork bench', function () {
         positive(row.vsRaw, `${comparison}/${subject} vs raw`);
         if (withFio) positive(row.vsFio, `${comparison}/${subject} vs fio`);
       }
+      // Write rows are judged against fio with the same fsync cadence (issue 12).
       assert.equal(rowOf(report, comparison, 'cache, ordered').goals[0].goal, '≥ 0.9 × fio, fsync per commit');
+    }
+    for (const [comparison, subjects] of [
+      ['sequential-read', ['cache, awaited loop', 'cache, 32 in flight']],
+      ['random-read', ['cache, 32 in flight']],
+    ] as const) {
+      for (const subject of subjects) {
+        const row = rowOf(report, comparison, subject);
+        positive(row.mbPerSecond, `${comparison}/${subject} MB/s`);
+        if (withFio) positive(row.vsFio, `${comparison}/${subject} vs fio`);
+      }
     }
     const commits = rowOf(report, 'commits', 'cache, ordered');
     positive(commits.opsPerSecond, 'commits/s');
