@@ -124,12 +124,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, p
 
   // Returns 0, or -errno with *syscallName set.
   int Start(uv_loop_t* loop, int* err, const char** syscallName) {
+    instance_ = GetInstance(Env());
+    HandleCloses* closes = &instance_->closes;
     Engine* engine = options_.kind == "io_uring"
-                         ? CreateUringEngine(loop, options_.fd, options_.queueDepth, this, err, syscallName)
-                         : CreateThreadEngine(loop, options_.fd, options_.queueDepth, this, err, syscallName);
+                         ? CreateUringEngine(loop, closes, options_.fd, options_.queueDepth, this, err, syscallName)
+                         : CreateThreadEngine(loop, closes, options_.fd, options_.queueDepth, this, err, syscallName);
     if (engine == nullptr) return *err;
     engine_.reset(engine);
-    instance_ = GetInstance(Env());
     instance_->engines.insert(this);
     return 0;
   }

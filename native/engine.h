@@ -32,6 +32,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "handle_close.h"
+
 namespace blockfork {
 
 enum class Op : uint8_t { Read, Write, Flush };
@@ -76,8 +78,11 @@ class Engine {
 };
 
 // Each returns nullptr and sets *err (-errno) and *syscall on failure.
-Engine* CreateUringEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err, const char** syscall);
-Engine* CreateThreadEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err, const char** syscall);
+// Their handles are closed through `closes` (handle_close.h).
+Engine* CreateUringEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
+                          const char** syscall);
+Engine* CreateThreadEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
+                           const char** syscall);
 // 0 when an io_uring can be set up here, else -errno.
 int ProbeUring();
 

@@ -5,8 +5,9 @@
 // Teardown order. When an environment ends (a Worker terminated, or the
 // process exiting), Node runs its cleanup hooks newest first: each slab's
 // external-buffer hook (registered by allocSlab) runs before the addon's own
-// hook (registered at load), and the ObjectWraps and this instance data are
-// finalized after both. So slabs may be finalized while engines still have
+// async hook (registered at load), and the ObjectWraps and this instance data
+// are finalized after both, once the async hook has completed (when the last
+// of the engines' libuv handles has closed: handle_close.h). So slabs may be finalized while engines still have
 // requests in flight: a pinned slab is then orphaned, not unmapped (slab.h),
 // and the addon's hook stops every open engine (its worker threads joined, its
 // ring drained), which releases the requests' pins and, with the last one,
@@ -17,6 +18,7 @@
 #include <memory>
 #include <set>
 
+#include "handle_close.h"
 #include "slab.h"
 
 namespace blockfork {
@@ -35,6 +37,7 @@ struct Instance {
   std::shared_ptr<SlabRegistry> slabs = std::make_shared<SlabRegistry>();
   Napi::FunctionReference engineConstructor;
   std::set<OpenEngine*> engines;
+  HandleCloses closes;
   // Tells the batches apart, so that a batch takes one reference per slab.
   uint64_t batches = 0;
 };

@@ -33,7 +33,8 @@ struct AsyncHandle {
 
 class ThreadEngine : public Engine {
  public:
-  ThreadEngine(int fd, unsigned threads, CompletionSink* sink) : fd_(fd), threadCount_(threads), sink_(sink) {}
+  ThreadEngine(HandleCloses* closes, int fd, unsigned threads, CompletionSink* sink)
+      : closes_(closes), fd_(fd), threadCount_(threads), sink_(sink) {}
 
   const char* Kind() const override { return "threads"; }
 
@@ -91,8 +92,8 @@ class ThreadEngine : public Engine {
     abandoned.insert(abandoned.end(), completed_.begin(), completed_.end());
     completed_.clear();
     if (handle_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->async),
-               [](uv_handle_t* h) { delete reinterpret_cast<AsyncHandle*>(h); });
+      CloseHandle(closes_, reinterpret_cast<uv_handle_t*>(&handle_->async),
+                  [](uv_handle_t* h) { delete reinterpret_cast<AsyncHandle*>(h); });
       handle_ = nullptr;
     }
     return abandoned;
@@ -161,6 +162,7 @@ class ThreadEngine : public Engine {
     sink->Drained();
   }
 
+  HandleCloses* closes_;
   int fd_;
   unsigned threadCount_;
   CompletionSink* sink_;
@@ -180,12 +182,12 @@ class ThreadEngine : public Engine {
 
 }  // namespace
 
-Engine* CreateThreadEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
-                           const char** syscallName) {
+Engine* CreateThreadEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink,
+                           int* err, const char** syscallName) {
   // One thread per slot of the queue, as io_uring has one ring entry per
   // slot, up to a bound past which threads cost more than they overlap.
   constexpr unsigned kMaxThreads = 128;
-  ThreadEngine* engine = new ThreadEngine(fd, queueDepth < kMaxThreads ? queueDepth : kMaxThreads, sink);
+  ThreadEngine* engine = new ThreadEngine(closes, fd, queueDepth < kMaxThreads ? queueDepth : kMaxThreads, sink);
   int r = engine->Setup(loop);
   if (r != 0) {
     delete engine;

@@ -65,7 +65,7 @@ constexpr uint64_t kLastRetryMs = 128;
 
 class UringEngine : public Engine {
  public:
-  UringEngine(int fd, CompletionSink* sink) : fd_(fd), sink_(sink) {}
+  UringEngine(HandleCloses* closes, int fd, CompletionSink* sink) : closes_(closes), fd_(fd), sink_(sink) {}
   ~UringEngine() override { Unmap(); }
 
   const char* Kind() const override { return "io_uring"; }
@@ -165,13 +165,13 @@ class UringEngine : public Engine {
     failed_.clear();
     if (retry_ != nullptr) {
       uv_timer_stop(&retry_->timer);
-      uv_close(reinterpret_cast<uv_handle_t*>(&retry_->timer),
-               [](uv_handle_t* h) { delete reinterpret_cast<RetryTimer*>(h); });
+      CloseHandle(closes_, reinterpret_cast<uv_handle_t*>(&retry_->timer),
+                  [](uv_handle_t* h) { delete reinterpret_cast<RetryTimer*>(h); });
       retry_ = nullptr;
     }
     if (handle_ != nullptr) {
       uv_poll_stop(&handle_->poll);
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), [](uv_handle_t* h) {
+      CloseHandle(closes_, reinterpret_cast<uv_handle_t*>(&handle_->poll), [](uv_handle_t* h) {
         PollHandle* handle = reinterpret_cast<PollHandle*>(h);
         close(handle->eventFd);
         delete handle;
@@ -317,6 +317,7 @@ class UringEngine : public Engine {
     sink->Drained();
   }
 
+  HandleCloses* closes_;
   int fd_;
   CompletionSink* sink_;
   int ringFd_ = -1;
@@ -343,9 +344,9 @@ class UringEngine : public Engine {
 
 }  // namespace
 
-Engine* CreateUringEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
-                          const char** syscallName) {
-  UringEngine* engine = new UringEngine(fd, sink);
+Engine* CreateUringEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink,
+                          int* err, const char** syscallName) {
+  UringEngine* engine = new UringEngine(closes, fd, sink);
   int r = engine->Setup(loop, queueDepth, syscallName);
   if (r != 0) {
     delete engine;

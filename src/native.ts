@@ -100,8 +100,10 @@ export interface NativeAddon {
  * BLOCKFORK_ADDON names a build of the addon to load instead of the package's
  * own (the sanitizer run of CI builds one with AddressSanitizer).
  */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-export const native = (process.env.BLOCKFORK_ADDON ? require(path.resolve(process.env.BLOCKFORK_ADDON)) : load(path.join(__dirname, '..'))) as NativeAddon;
+export const native = (
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  process.env.BLOCKFORK_ADDON ? require(path.resolve(process.env.BLOCKFORK_ADDON)) : load(path.join(__dirname, '..'))
+) as NativeAddon;
 
 export function isNativeErrno(value: unknown): value is NativeErrno {
   return typeof value === 'object' && value !== null && 'errno' in value && 'syscall' in value;
