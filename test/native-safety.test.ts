@@ -94,6 +94,42 @@ describe('native safety (issue 11)', function () {
     assert.deepEqual(child.report, { transfer: 'kept', release: 'releaseSlab: this ArrayBuffer is not a slab of this thread' });
   });
 
+  it('Workers each with a device of their own write, read back and close at the same time (io_uring and threads)', function () {
+    const engines = uringHere ? ['io_uring', 'threads'] : ['threads', 'threads'];
+    const child = runChild(`
+      const { Worker } = require('node:worker_threads');
+      const body = ${JSON.stringify(`
+        ${"require(" + source('node_modules/ts-node') + ").register({ transpileOnly: true, project: " + source('tsconfig.json') + " });"}
+        const { Device } = require(${source('src/io/device.ts')});
+        const { Slab } = require(${source('src/io/slab.ts')});
+        const { parentPort, workerData } = require('node:worker_threads');
+        (async () => {
+          const device = await Device.open(workerData.file, { size: 1 << 20, engine: workerData.engine, queueDepth: 8 });
+          let wrong = 0;
+          for (let round = 0; round < 50; round++) {
+            const slab = Slab.alloc(4096, 32);
+            for (let i = 0; i < 16; i++) slab.page(i).fill((round + i) & 0xff);
+            await device.run(Array.from({ length: 16 }, (_, i) => ({ op: 'write', offset: i * 4096, buffers: [slab.page(i)] })));
+            await device.run(Array.from({ length: 16 }, (_, i) => ({ op: 'read', offset: i * 4096, buffers: [slab.page(16 + i)] })));
+            for (let i = 0; i < 16; i++) if (!slab.page(16 + i).every((x) => x === ((round + i) & 0xff))) wrong++;
+            if (round % 2 === 0) slab.release();
+          }
+          await device.close();
+          parentPort.postMessage({ engine: device.engine, wrong });
+        })();
+      `)};
+      const files = ${JSON.stringify(engines.map((engine, i) => ({ engine, file: scratch.file(`worker-${i}.img`) })))};
+      Promise.all(files.map((workerData) => new Promise((resolve, reject) => {
+        const w = new Worker(body, { eval: true, workerData });
+        w.once('message', resolve);
+        w.once('error', reject);
+      }))).then((reports) => console.log(JSON.stringify(reports)), (e) => console.log(JSON.stringify({ error: String(e) })));
+    `);
+    assert.equal(child.signal, null, describeChild(child));
+    assert.equal(child.status, 0, describeChild(child));
+    assert.deepEqual(child.report, engines.map((engine) => ({ engine, wrong: 0 })));
+  });
+
   it('2: a slab is pinned as soon as its buffer is read: JS run by a later buffer (a getter) cannot release it, and a batch that throws unpins it', async () => {
     const device = await Device.open(scratch.file('getter.img'), { size: 16 * PAGE });
     try {
@@ -297,7 +333,11 @@ describe('native safety (issue 11)', function () {
     assert.equal(fs.readFileSync(file)[0], 7);
   });
 
-  /** A child that writes 8 pages through io_uring while a fault is on, then reads them back. */
+  /**
+   * A child that writes 32 pages through io_uring (queue depth 4: completions
+   * make room for several entries at once) while a fault is on, then reads
+   * them back.
+   */
   const uringUnderFault = (fault: string, lift: 'at once' | 'after submit') => {
     const faults = faultDir(fault);
     const control = path.join(faults, fault);
@@ -308,14 +348,14 @@ describe('native safety (issue 11)', function () {
       const { Device } = require(${source('src/io/device.ts')});
       const { Slab } = require(${source('src/io/slab.ts')});
       (async () => {
-        const device = await Device.open(${JSON.stringify(scratch.file(`${fault}.img`))}, { size: 1 << 20, engine: 'io_uring', queueDepth: 8 });
-        const slab = Slab.alloc(4096, 16);
-        for (let i = 0; i < 8; i++) slab.page(i).fill(i + 1);
-        const writes = device.submit(Array.from({ length: 8 }, (_, i) => ({ op: 'write', offset: i * 4096, buffers: [slab.page(i)] })));
+        const device = await Device.open(${JSON.stringify(scratch.file(`${fault}.img`))}, { size: 1 << 20, engine: 'io_uring', queueDepth: 4 });
+        const slab = Slab.alloc(4096, 64);
+        for (let i = 0; i < 32; i++) slab.page(i).fill(i + 1);
+        const writes = device.submit(Array.from({ length: 32 }, (_, i) => ({ op: 'write', offset: i * 4096, buffers: [slab.page(i)] })));
         ${lift === 'after submit' ? `fs.unlinkSync(${JSON.stringify(control)});` : ''}
         const written = (await writes).map((r) => r.bytes);
-        const read = (await device.submit(Array.from({ length: 8 }, (_, i) => ({ op: 'read', offset: i * 4096, buffers: [slab.page(8 + i)] })))).map((r) => r.bytes);
-        const same = Array.from({ length: 8 }, (_, i) => slab.page(8 + i).every((x) => x === i + 1)).every(Boolean);
+        const read = (await device.submit(Array.from({ length: 32 }, (_, i) => ({ op: 'read', offset: i * 4096, buffers: [slab.page(32 + i)] })))).map((r) => r.bytes);
+        const same = Array.from({ length: 32 }, (_, i) => slab.page(32 + i).every((x) => x === i + 1)).every(Boolean);
         await device.close();
         console.log(JSON.stringify({ written, read, same }));
       })();
@@ -323,14 +363,14 @@ describe('native safety (issue 11)', function () {
       { faults: { dir: faults }, timeoutMs: 30_000 },
     );
   };
-  const eightPages = { written: new Array(8).fill(PAGE), read: new Array(8).fill(PAGE), same: true };
+  const allPages = { written: new Array(32).fill(PAGE), read: new Array(32).fill(PAGE), same: true };
 
   it('7: io_uring_enter consuming one entry per call: the rest are offered again, every request completes', function () {
     if (!uringHere) this.skip();
     const child = uringUnderFault('enter-short', 'at once');
     assert.equal(child.signal, null, `hung or crashed: ${describeChild(child)}`);
     assert.equal(child.status, 0, describeChild(child));
-    assert.deepEqual(child.report, eightPages);
+    assert.deepEqual(child.report, allPages);
   });
 
   it('7: io_uring_enter failing with EAGAIN: submit returns and the JS thread runs (it lifts the fault), the engine retries later', function () {
@@ -339,7 +379,7 @@ describe('native safety (issue 11)', function () {
     const child = uringUnderFault('enter-eagain', 'after submit');
     assert.equal(child.signal, null, `hung or crashed: ${describeChild(child)}`);
     assert.equal(child.status, 0, describeChild(child));
-    assert.deepEqual(child.report, eightPages);
+    assert.deepEqual(child.report, allPages);
   });
 
   describe('9: short transfers', () => {
