@@ -2,7 +2,8 @@
 //
 // Everything a request carries is checked here, before the engine or the
 // kernel sees it: types, alignment of address, offset and length to the
-// device, bounds, open handle, writable device, live (not released) memory.
+// device, bounds, open handle, writable device, memory that is a live slab of
+// this environment (pinned as it is found: engine.h).
 // A bad request throws TypeError/RangeError and nothing of its batch is queued.
 // A system call that fails before anything is queued (a thread that cannot be
 // started) is returned as { errno, syscall }, with nothing counted in flight.
