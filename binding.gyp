@@ -11,7 +11,7 @@
         "native/thread_engine.cc"
       ],
       "dependencies": [
-        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags_cc": ["-Wall", "-Wextra", "-Wno-missing-field-initializers"]

@@ -2,8 +2,11 @@
 //
 // Everything a request carries is checked here, before the engine or the
 // kernel sees it: types, alignment of address, offset and length to the
-// device, bounds, open handle, writable device, live (not released) memory.
+// device, bounds, open handle, writable device, memory that is a live slab of
+// this environment (pinned as it is found: engine.h).
 // A bad request throws TypeError/RangeError and nothing of its batch is queued.
+// A system call that fails before anything is queued (a thread that cannot be
+// started) is returned as { errno, syscall }, with nothing counted in flight.
 #include <limits.h>
 #include <sys/uio.h>
 
@@ -12,6 +15,7 @@
 
 #include "engine.h"
 #include "errno_result.h"
+#include "instance.h"
 #include "slab.h"
 
 namespace blockfork {
@@ -21,9 +25,18 @@ struct Batch {
   size_t remaining = 0;
   bool isFlush = false;
   Napi::FunctionReference done;
-  // The JS array of requests: keeps every buffer (and its memory) alive.
-  Napi::ObjectReference keepAlive;
+  // Every slab the batch's buffers lie in, one pin per buffer, taken as each
+  // buffer is read; released with the batch, however it ends (parsed badly,
+  // delivered, or abandoned).
   std::vector<Slab*> pins;
+  // One reference per slab: the memory stays reachable, and so unfinalized,
+  // whatever the caller does with its own arrays and views meanwhile.
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> memory;
+  uint64_t id = 0;
+
+  ~Batch() {
+    for (Slab* slab : pins) UnpinSlab(slab);
+  }
 };
 
 namespace {
@@ -80,7 +93,7 @@ Napi::Error CodedError(Napi::Env env, const char* code, const std::string& messa
 
 std::string At(size_t i) { return "request " + std::to_string(i) + ": "; }
 
-class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
+class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, public OpenEngine {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
@@ -105,17 +118,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
 
   ~EngineWrap() override {
     // Collected with requests in flight cannot happen (Track() holds a
-    // reference); collected while open: stop the engine here.
-    if (engine_) engine_->Close();
+    // reference); collected while open: stop the engine here. At teardown
+    // the cleanup hook has stopped it already (instance.h).
+    if (engine_) Stop();
   }
 
   // Returns 0, or -errno with *syscallName set.
   int Start(uv_loop_t* loop, int* err, const char** syscallName) {
+    instance_ = GetInstance(Env());
+    HandleCloses* closes = &instance_->closes;
     Engine* engine = options_.kind == "io_uring"
-                         ? CreateUringEngine(loop, options_.fd, options_.queueDepth, this, err, syscallName)
-                         : CreateThreadEngine(loop, options_.fd, options_.queueDepth, this, err, syscallName);
+                         ? CreateUringEngine(loop, closes, options_.fd, options_.queueDepth, this, err, syscallName)
+                         : CreateThreadEngine(loop, closes, options_.fd, options_.queueDepth, this, err, syscallName);
+    if (engine == nullptr) return *err;
     engine_.reset(engine);
-    return engine ? 0 : *err;
+    instance_->engines.insert(this);
+    return 0;
   }
 
   void Complete(Request* request) override {
@@ -124,7 +142,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     if (--batch->remaining > 0) return;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    for (Slab* slab : batch->pins) UnpinSlab(slab);
     Napi::Value argument;
     if (batch->isFlush) {
       argument = Napi::Number::New(env, batch->requests[0].result);
@@ -133,6 +150,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
       for (size_t i = 0; i < batch->requests.size(); i++) results[i] = batch->requests[i].result;
       argument = results;
     }
+    // Unpinned before the callback runs, so that it may release the slabs.
     std::unique_ptr<Batch> owned(batch);
     Napi::FunctionReference done = std::move(batch->done);
     owned.reset();
@@ -152,6 +170,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     }
   }
 
+  // The environment is going away: no callback can run any more.
+  void Abandon() override {
+    if (!engine_) return;
+    for (Request* r : Stop()) {
+      if (--r->batch->remaining == 0) delete r->batch;
+    }
+    inFlight_ = 0;
+  }
+
  private:
   Napi::Value GetKind(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), engine_ ? engine_->Kind() : kind_);
@@ -161,39 +188,33 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     return Napi::Number::New(info.Env(), static_cast<double>(inFlight_));
   }
 
+  std::vector<Request*> Stop() {
+    kind_ = engine_->Kind();
+    std::vector<Request*> abandoned = engine_->Close();
+    engine_.reset();
+    instance_->engines.erase(this);
+    return abandoned;
+  }
+
   void CheckOpen(Napi::Env env) {
     if (!engine_) throw CodedError(env, "ERR_DEVICE_CLOSED", "the device is closed");
   }
 
-  void Track(Batch* batch) {
+  // Hands a parsed batch to the engine: { errno, syscall } if the engine
+  // cannot take it (nothing is then queued or counted), else undefined.
+  Napi::Value Queue(Napi::Env env, std::unique_ptr<Batch> batch, Napi::Function done) {
+    const char* syscallName = "";
+    int err = engine_->Ready(&syscallName);
+    if (err != 0) return ErrnoResult(env, err, syscallName);
+    batch->remaining = batch->requests.size();
+    batch->done = Napi::Persistent(done);
+    Batch* raw = batch.release();
     // A running engine must outlive its JS handle.
     if (!referenced_) {
       referenced_ = true;
       Ref();
     }
-    inFlight_ += batch->requests.size();
-  }
-
-  // submit(requests, done)
-  Napi::Value Submit(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    CheckOpen(env);
-    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsFunction()) {
-      throw Napi::TypeError::New(env, "submit: expected (requests: array, done: function)");
-    }
-    Napi::Array list = info[0].As<Napi::Array>();
-    uint32_t count = list.Length();
-    if (count == 0) throw Napi::RangeError::New(env, "submit: the batch holds no request");
-    auto batch = std::make_unique<Batch>();
-    batch->requests.resize(count);
-    for (uint32_t i = 0; i < count; i++) Parse(env, list.Get(i), i, &batch->requests[i], &batch->pins);
-    // Validated whole: from here nothing throws.
-    for (Slab* slab : batch->pins) PinSlab(slab);
-    batch->remaining = count;
-    batch->done = Napi::Persistent(info[1].As<Napi::Function>());
-    batch->keepAlive = Napi::Persistent(list.As<Napi::Object>());
-    Batch* raw = batch.release();
-    Track(raw);
+    inFlight_ += raw->requests.size();
     for (Request& r : raw->requests) {
       r.batch = raw;
       engine_->Submit(&r);
@@ -201,7 +222,33 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     return env.Undefined();
   }
 
-  void Parse(Napi::Env env, Napi::Value value, uint32_t i, Request* r, std::vector<Slab*>* pins) {
+  // submit(requests, done) -> undefined | { errno, syscall }
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsFunction()) {
+      throw Napi::TypeError::New(env, "submit: expected (requests: array, done: function)");
+    }
+    Napi::Function done = info[1].As<Napi::Function>();
+    Napi::Array list = info[0].As<Napi::Array>();
+    uint32_t count = list.Length();
+    if (count == 0) throw Napi::RangeError::New(env, "submit: the batch holds no request");
+    // Should parsing throw, the batch's destructor releases what it pinned.
+    auto batch = std::make_unique<Batch>();
+    batch->id = ++instance_->batches;
+    // Grown as requests are read, never from the array's claimed length: a
+    // sparse array may claim four billion.
+    batch->requests.reserve(count < 1024 ? count : 1024);
+    for (uint32_t i = 0; i < count; i++) {
+      batch->requests.emplace_back();
+      Parse(env, list.Get(i), i, &batch->requests.back(), batch.get());
+      // The caller's JS (a getter) may have closed the engine meanwhile.
+      CheckOpen(env);
+    }
+    return Queue(env, std::move(batch), done);
+  }
+
+  void Parse(Napi::Env env, Napi::Value value, uint32_t i, Request* r, Batch* batch) {
     if (!value.IsObject()) throw Napi::TypeError::New(env, At(i) + "must be an object");
     Napi::Object o = value.As<Napi::Object>();
     Napi::Value op = o.Get("op");
@@ -245,6 +292,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
       Napi::Uint8Array view = b.As<Napi::Uint8Array>();
       Napi::ArrayBuffer memory = view.ArrayBuffer();
       if (memory.IsDetached()) throw Napi::RangeError::New(env, where + "has been released (its memory is gone)");
+      // Only slab memory: any other ArrayBuffer may be collected, detached
+      // or transferred (its memory freed or moved) under the I/O.
+      Slab* slab = FindSlab(env, memory.Data(), memory.ByteLength());
+      if (slab == nullptr) {
+        throw Napi::TypeError::New(env, where + "is not slab memory (I/O buffers must be views of a Slab of this thread)");
+      }
+      PinSlab(slab);
+      batch->pins.push_back(slab);
+      if (FirstInBatch(slab, batch->id)) batch->memory.push_back(Napi::Persistent(memory));
       size_t length = view.ByteLength();
       uint8_t* address = static_cast<uint8_t*>(memory.Data()) + view.ByteOffset();
       if (length == 0 || length % static_cast<size_t>(options_.sectorSize) != 0) {
@@ -259,7 +315,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
       r->iov[j].iov_base = address;
       r->iov[j].iov_len = length;
       total += length;
-      if (Slab* slab = FindSlab(address, length)) pins->push_back(slab);
     }
     if (static_cast<double>(r->offset + total) > options_.size) {
       throw Napi::RangeError::New(env, At(i) + "bytes " + std::to_string(r->offset) + ".." +
@@ -268,7 +323,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     }
   }
 
-  // flush(done): fdatasync after everything submitted before it.
+  // flush(done) -> undefined | { errno, syscall }: fdatasync after
+  // everything submitted before it.
   Napi::Value Flush(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
@@ -278,13 +334,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     batch->requests.resize(1);
     batch->requests[0].op = Op::Flush;
     batch->isFlush = true;
-    batch->remaining = 1;
-    batch->done = Napi::Persistent(info[0].As<Napi::Function>());
-    Batch* raw = batch.release();
-    Track(raw);
-    raw->requests[0].batch = raw;
-    engine_->Submit(&raw->requests[0]);
-    return env.Undefined();
+    return Queue(env, std::move(batch), info[0].As<Napi::Function>());
   }
 
   // close(): refuses while requests are in flight; harmless twice.
@@ -294,13 +344,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
     if (inFlight_ > 0) {
       throw CodedError(env, "ERR_BUSY", "close: " + std::to_string(inFlight_) + " request(s) still in flight");
     }
-    kind_ = engine_->Kind();
-    engine_->Close();
-    engine_.reset();
+    Stop();
     return env.Undefined();
   }
 
   std::unique_ptr<Engine> engine_;
+  Instance* instance_ = nullptr;
   Napi::AsyncContext context_;
   EngineOptions options_;
   const char* kind_ = "";
@@ -308,9 +357,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink {
   bool referenced_ = false;
 };
 
-Napi::FunctionReference* EngineConstructor(Napi::Env env) {
-  return env.GetInstanceData<Napi::FunctionReference>();
-}
 
 // createEngine(options) -> Engine | { errno, syscall }
 Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
@@ -318,7 +364,7 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "createEngine: expected an options object");
   EngineOptions checked;
   ParseOptions(env, info[0].As<Napi::Object>(), &checked);
-  Napi::Object object = EngineConstructor(env)->New({info[0]});
+  Napi::Object object = GetInstance(env)->engineConstructor.New({info[0]});
   EngineWrap* wrap = EngineWrap::Unwrap(object);
   uv_loop_t* loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "createEngine: no event loop");
@@ -333,8 +379,7 @@ Napi::Value ProbeIoUring(const Napi::CallbackInfo& info) { return Napi::Number::
 }  // namespace
 
 void InitEngine(Napi::Env env, Napi::Object exports) {
-  Napi::Function constructor = EngineWrap::Define(env);
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(constructor)));
+  GetInstance(env)->engineConstructor = Napi::Persistent(EngineWrap::Define(env));
   exports.Set("createEngine", Napi::Function::New(env, CreateEngine, "createEngine"));
   exports.Set("probeIoUring", Napi::Function::New(env, ProbeIoUring, "probeIoUring"));
 }

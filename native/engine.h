@@ -3,18 +3,27 @@
 // A request's life, all transitions on the JS thread except "running":
 //
 //   parsed ──Submit──▶ queued ──(slot free)──▶ running ──▶ completed ──▶ delivered
+//                        │                                    │
+//                        └────────────── Close ───────────────┴──▶ abandoned
 //
-// parsed:    validated by EngineWrap (alignment, bounds, types) before the
-//            engine sees it; a bad request throws and nothing is queued.
+// parsed:    validated by EngineWrap (types, slab memory, alignment, bounds)
+//            before the engine sees it; a bad request throws and nothing of
+//            its batch is queued. Each slab is pinned the moment its buffer
+//            is read (reading a buffer may run the caller's JS, which could
+//            otherwise release a slab already checked), and the batch holds
+//            its own reference to every slab's ArrayBuffer, not the caller's
+//            arrays, which the caller may empty or reuse at once.
 // queued:    waits inside the engine while `queueDepth` requests run.
-// running:   owned by the kernel (io_uring) or a worker thread; its iovecs
-//            and the buffers they point into must stay alive: the Batch owns
-//            the iovecs and a reference to the JS array holding the buffers,
-//            and pins every slab it touches.
+// running:   owned by the kernel (io_uring) or a worker thread; the iovecs
+//            (the request's own) and the pinned slabs stay alive.
 // completed: `result` holds bytes moved or -errno; the engine hands it to its
 //            sink on the JS thread, never from inside Submit.
 // delivered: when the last request of a batch completes, the batch's
 //            callback gets every result at once and the batch is freed.
+// abandoned: Close stops the engine: queued requests never start, running
+//            ones are waited for, and every request not delivered is handed
+//            back to the caller of Close, to be freed without a callback
+//            (environment teardown: see instance.h).
 #pragma once
 #include <sys/uio.h>
 #include <napi.h>
@@ -22,6 +31,8 @@
 
 #include <cstdint>
 #include <vector>
+
+#include "handle_close.h"
 
 namespace blockfork {
 
@@ -53,16 +64,25 @@ class Engine {
  public:
   virtual ~Engine() = default;
   virtual const char* Kind() const = 0;
+  // Makes sure the engine can take a request now (the thread engine starts
+  // its threads on first use): 0, or -errno with *syscall set, and then
+  // nothing may be submitted.
+  virtual int Ready(const char** syscall) = 0;
   // Queues the request and starts it when a slot is free. A flush runs only
   // after every request submitted before it has completed.
   virtual void Submit(Request* request) = 0;
-  // Called with nothing in flight: stops the engine and frees its resources.
-  virtual void Close() = 0;
+  // Stops the engine and frees its resources, returning every request not
+  // delivered (none when nothing is in flight); none of them is touched by
+  // the kernel or a thread any more.
+  virtual std::vector<Request*> Close() = 0;
 };
 
 // Each returns nullptr and sets *err (-errno) and *syscall on failure.
-Engine* CreateUringEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err, const char** syscall);
-Engine* CreateThreadEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err, const char** syscall);
+// Their handles are closed through `closes` (handle_close.h).
+Engine* CreateUringEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
+                          const char** syscall);
+Engine* CreateThreadEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
+                           const char** syscall);
 // 0 when an io_uring can be set up here, else -errno.
 int ProbeUring();
 

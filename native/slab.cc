@@ -5,41 +5,51 @@
 
 #include <cerrno>
 #include <cstring>
-#include <map>
 #include <string>
+
+#include "instance.h"
 
 namespace blockfork {
 
 struct Slab {
+  enum class State { Live, Released, Orphaned };
+  napi_env env;
   void* memory;
   size_t length;
-  int pins;       // requests in flight that use this memory
-  bool unmapped;  // released early: the finalizer must not unmap again
+  int pins;  // buffers of requests in flight that use this memory
+  State state;
+  uint64_t batch;  // the last batch that took a reference to it
+  // The registry it is listed in; shared, as the finalizer may come after
+  // the environment's instance data is gone.
+  std::shared_ptr<SlabRegistry> registry;
 };
 
 namespace {
 
-// Keyed by start address, so that the slab holding any pointer is the last
-// one starting at or before it.
-std::map<uintptr_t, Slab*>& Registry() {
-  static std::map<uintptr_t, Slab*> registry;
-  return registry;
+void Forget(Slab* slab) {
+  auto it = slab->registry->find(reinterpret_cast<uintptr_t>(slab->memory));
+  if (it != slab->registry->end() && it->second == slab) slab->registry->erase(it);
 }
 
-void Unmap(napi_env env, Slab* slab) {
+void Unmap(Slab* slab) {
   munmap(slab->memory, slab->length);
-  slab->unmapped = true;
   int64_t ignored;
-  napi_adjust_external_memory(env, -static_cast<int64_t>(slab->length), &ignored);
+  napi_adjust_external_memory(slab->env, -static_cast<int64_t>(slab->length), &ignored);
 }
 
-void FinalizeSlab(napi_env env, void* /*data*/, void* hint) {
+void FinalizeSlab(napi_env /*env*/, void* /*data*/, void* hint) {
   Slab* slab = static_cast<Slab*>(hint);
-  if (!slab->unmapped) Unmap(env, slab);
-  // A released slab left the registry already, and its address may belong to
-  // a newer slab by now: erase only our own entry.
-  auto it = Registry().find(reinterpret_cast<uintptr_t>(slab->memory));
-  if (it != Registry().end() && it->second == slab) Registry().erase(it);
+  if (slab->state == Slab::State::Released) {
+    delete slab;
+    return;
+  }
+  Forget(slab);
+  if (slab->pins > 0) {
+    // Requests still read or write this memory: the last unpin unmaps it.
+    slab->state = Slab::State::Orphaned;
+    return;
+  }
+  Unmap(slab);
   delete slab;
 }
 
@@ -98,7 +108,7 @@ Napi::Value AllocSlab(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, std::string("allocSlab: mmap of ") + std::to_string(bytes) +
                                     " bytes failed: " + std::strerror(errno));
   }
-  Slab* slab = new Slab{memory, bytes, 0, false};
+  Slab* slab = new Slab{env, memory, bytes, 0, Slab::State::Live, 0, GetInstance(env)->slabs};
   napi_value buffer;
   napi_status status = napi_create_external_arraybuffer(env, memory, bytes, FinalizeSlab, slab, &buffer);
   if (status != napi_ok) {
@@ -112,14 +122,15 @@ Napi::Value AllocSlab(const Napi::CallbackInfo& info) {
     }
     throw Napi::Error::New(env, "allocSlab: napi_create_external_arraybuffer failed");
   }
-  Registry()[reinterpret_cast<uintptr_t>(memory)] = slab;
+  (*slab->registry)[reinterpret_cast<uintptr_t>(memory)] = slab;
   int64_t ignored;
   napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &ignored);
   return Napi::Value(env, buffer);
 }
 
 // releaseSlab(arrayBuffer): frees now. Unmap first, then detach: if V8 runs
-// the finalizer during the detach, it sees `unmapped` and only forgets the slab.
+// the finalizer during the detach, it sees `released` and only frees the
+// bookkeeping.
 Napi::Value ReleaseSlab(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
@@ -127,16 +138,17 @@ Napi::Value ReleaseSlab(const Napi::CallbackInfo& info) {
   }
   Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
   if (buffer.IsDetached()) return env.Undefined();
-  Slab* slab = FindSlab(buffer.Data(), buffer.ByteLength());
-  if (slab == nullptr || slab->memory != buffer.Data()) {
-    throw Napi::TypeError::New(env, "releaseSlab: this ArrayBuffer is not a slab");
+  Slab* slab = FindSlab(env, buffer.Data(), buffer.ByteLength());
+  if (slab == nullptr) {
+    throw Napi::TypeError::New(env, "releaseSlab: this ArrayBuffer is not a slab of this thread");
   }
   if (slab->pins > 0) {
     throw Napi::Error::New(env, "releaseSlab: the slab is in use by " + std::to_string(slab->pins) +
                                     " I/O request(s) in flight");
   }
-  Registry().erase(reinterpret_cast<uintptr_t>(slab->memory));
-  Unmap(env, slab);
+  Forget(slab);
+  Unmap(slab);
+  slab->state = Slab::State::Released;
   buffer.Detach();
   return env.Undefined();
 }
@@ -165,21 +177,26 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-Slab* FindSlab(const void* address, size_t length) {
-  auto& registry = Registry();
-  uintptr_t start = reinterpret_cast<uintptr_t>(address);
-  auto it = registry.upper_bound(start);
-  if (it == registry.begin()) return nullptr;
-  --it;
-  Slab* slab = it->second;
-  if (slab->unmapped) return nullptr;
-  uintptr_t base = reinterpret_cast<uintptr_t>(slab->memory);
-  if (start + length > base + slab->length) return nullptr;
-  return slab;
+Slab* FindSlab(napi_env env, const void* data, size_t byteLength) {
+  SlabRegistry& registry = *GetInstance(env)->slabs;
+  auto it = registry.find(reinterpret_cast<uintptr_t>(data));
+  if (it == registry.end() || it->second->length != byteLength) return nullptr;
+  return it->second;
 }
 
 void PinSlab(Slab* slab) { slab->pins++; }
-void UnpinSlab(Slab* slab) { slab->pins--; }
+
+void UnpinSlab(Slab* slab) {
+  if (--slab->pins > 0 || slab->state != Slab::State::Orphaned) return;
+  Unmap(slab);
+  delete slab;
+}
+
+bool FirstInBatch(Slab* slab, uint64_t batch) {
+  if (slab->batch == batch) return false;
+  slab->batch = batch;
+  return true;
+}
 
 void InitSlab(Napi::Env env, Napi::Object exports) {
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(SystemPageSize())));

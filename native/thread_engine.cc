@@ -7,12 +7,18 @@
 // A flush is a barrier: the worker that takes it waits until no other request
 // is running, and no worker takes a request queued after it until it is done,
 // so fdatasync covers exactly what was submitted before it.
+//
+// Stopping: Close sets `stopping_` and takes the queue back under the lock, so
+// no worker starts another request; it joins the workers (each finishes the
+// request it is running) and hands back everything not delivered. A request
+// never runs after Close returns: its memory may be unmapped by then.
 #include <unistd.h>
 
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -27,7 +33,8 @@ struct AsyncHandle {
 
 class ThreadEngine : public Engine {
  public:
-  ThreadEngine(int fd, unsigned threads, CompletionSink* sink) : fd_(fd), threadCount_(threads), sink_(sink) {}
+  ThreadEngine(HandleCloses* closes, int fd, unsigned threads, CompletionSink* sink)
+      : closes_(closes), fd_(fd), threadCount_(threads), sink_(sink) {}
 
   const char* Kind() const override { return "threads"; }
 
@@ -44,10 +51,25 @@ class ThreadEngine : public Engine {
     return 0;
   }
 
-  void Submit(Request* request) override {
-    if (workers_.empty()) {
-      for (unsigned i = 0; i < threadCount_; i++) workers_.emplace_back(&ThreadEngine::Work, this);
+  // Threads start on first use, so that an engine that is never used costs
+  // none. std::thread throws where pthread_create fails (EAGAIN under a pids
+  // cgroup or RLIMIT_NPROC): that becomes -errno here, never an exception
+  // through N-API. With some threads started the engine runs on those.
+  int Ready(const char** syscallName) override {
+    if (!workers_.empty()) return 0;
+    for (unsigned i = 0; i < threadCount_; i++) {
+      try {
+        workers_.emplace_back(&ThreadEngine::Work, this);
+      } catch (const std::system_error& e) {
+        if (!workers_.empty()) break;
+        *syscallName = "pthread_create";
+        return e.code().value() > 0 ? -e.code().value() : -EAGAIN;
+      }
     }
+    return 0;
+  }
+
+  void Submit(Request* request) override {
     if (outstanding_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->async));
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -56,19 +78,25 @@ class ThreadEngine : public Engine {
     wake_.notify_one();
   }
 
-  void Close() override {
+  std::vector<Request*> Close() override {
+    std::vector<Request*> abandoned;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
+      abandoned.assign(queue_.begin(), queue_.end());
+      queue_.clear();
     }
     wake_.notify_all();
     for (std::thread& t : workers_) t.join();
     workers_.clear();
+    abandoned.insert(abandoned.end(), completed_.begin(), completed_.end());
+    completed_.clear();
     if (handle_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->async),
-               [](uv_handle_t* h) { delete reinterpret_cast<AsyncHandle*>(h); });
+      CloseHandle(closes_, reinterpret_cast<uv_handle_t*>(&handle_->async),
+                  [](uv_handle_t* h) { delete reinterpret_cast<AsyncHandle*>(h); });
       handle_ = nullptr;
     }
+    return abandoned;
   }
 
  private:
@@ -76,10 +104,7 @@ class ThreadEngine : public Engine {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
       wake_.wait(lock, [this] { return stopping_ || (!queue_.empty() && !barrier_); });
-      if (queue_.empty() || barrier_) {
-        if (stopping_) return;
-        continue;
-      }
+      if (stopping_) return;
       Request* r = queue_.front();
       queue_.pop_front();
       if (r->op == Op::Flush) {
@@ -137,6 +162,7 @@ class ThreadEngine : public Engine {
     sink->Drained();
   }
 
+  HandleCloses* closes_;
   int fd_;
   unsigned threadCount_;
   CompletionSink* sink_;
@@ -156,12 +182,12 @@ class ThreadEngine : public Engine {
 
 }  // namespace
 
-Engine* CreateThreadEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
-                           const char** syscallName) {
+Engine* CreateThreadEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink,
+                           int* err, const char** syscallName) {
   // One thread per slot of the queue, as io_uring has one ring entry per
   // slot, up to a bound past which threads cost more than they overlap.
   constexpr unsigned kMaxThreads = 128;
-  ThreadEngine* engine = new ThreadEngine(fd, queueDepth < kMaxThreads ? queueDepth : kMaxThreads, sink);
+  ThreadEngine* engine = new ThreadEngine(closes, fd, queueDepth < kMaxThreads ? queueDepth : kMaxThreads, sink);
   int r = engine->Setup(loop);
   if (r != 0) {
     delete engine;

@@ -7,6 +7,20 @@
 // completion ring, twice as large, never overflows); the rest wait in
 // `queued_`, and each reaped completion makes room for the next before any JS
 // runs, so the device stays busy while callbacks run.
+//
+// A request in the ring is first unconsumed (its entry is in the submission
+// queue, behind the kernel's head), then in the kernel (consumed: a
+// completion will come). io_uring_enter may consume fewer entries than asked
+// (it ran short of memory) or none (EAGAIN; EBUSY while completions wait to
+// be reaped): the rest stay in the queue, in order, and are offered again at
+// the next enter, from a completion or from a retry timer that backs off
+// (1 ms doubling to 128 ms), never from a loop on the JS thread. Any other
+// error takes the unconsumed entries back and fails their requests.
+//
+//   queued_ ──Pump──▶ unconsumed_ ──enter──▶ in the kernel ──CQE──▶ completed
+//
+// Close with requests in the kernel (environment teardown only) waits for
+// their completions: until then the kernel may still write their memory.
 #include <linux/io_uring.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -16,6 +30,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <vector>
 
 #include "engine.h"
 
@@ -36,15 +51,21 @@ int SysRegister(int fd, unsigned opcode, const void* arg, unsigned args) {
   return static_cast<int>(syscall(__NR_io_uring_register, fd, opcode, arg, args));
 }
 
-// What the uv_close callback frees once libuv is done with the handle.
+// What the uv_close callbacks free once libuv is done with the handles.
 struct PollHandle {
   uv_poll_t poll;
   int eventFd;
 };
+struct RetryTimer {
+  uv_timer_t timer;
+};
+
+constexpr uint64_t kFirstRetryMs = 1;
+constexpr uint64_t kLastRetryMs = 128;
 
 class UringEngine : public Engine {
  public:
-  UringEngine(int fd, CompletionSink* sink) : fd_(fd), sink_(sink) {}
+  UringEngine(HandleCloses* closes, int fd, CompletionSink* sink) : closes_(closes), fd_(fd), sink_(sink) {}
   ~UringEngine() override { Unmap(); }
 
   const char* Kind() const override { return "io_uring"; }
@@ -57,7 +78,6 @@ class UringEngine : public Engine {
     ringFd_ = SysSetup(depth, &p);
     if (ringFd_ < 0) return -errno;
     depth_ = p.sq_entries < depth ? p.sq_entries : depth;
-    inRing_.resize(depth_);
 
     *syscallName = "mmap";
     sqLen_ = p.sq_off.array + p.sq_entries * sizeof(unsigned);
@@ -109,21 +129,49 @@ class UringEngine : public Engine {
       return r;
     }
     uv_poll_start(&handle_->poll, UV_READABLE, OnReadable);
-    // An idle engine must not keep the process alive.
+    // An idle engine must not keep the process alive; the timer never does
+    // (the poll handle is referenced while anything is held).
     uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
+    retry_ = new RetryTimer{};
+    uv_timer_init(loop, &retry_->timer);
+    retry_->timer.data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(&retry_->timer));
     return 0;
   }
 
+  int Ready(const char** /*syscallName*/) override { return 0; }
+
   void Submit(Request* request) override {
-    if (queued_.empty() && running_ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
+    if (held_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
     queued_.push_back(request);
     Pump();
   }
 
-  void Close() override {
+  std::vector<Request*> Close() override {
+    std::vector<Request*> abandoned(queued_.begin(), queued_.end());
+    queued_.clear();
+    if (ringFd_ >= 0) {
+      // Unconsumed entries are taken back: the kernel never saw them.
+      __atomic_store_n(sqTail_, *sqTail_ - static_cast<unsigned>(unconsumed_.size()), __ATOMIC_RELEASE);
+      inRing_ -= static_cast<unsigned>(unconsumed_.size());
+      abandoned.insert(abandoned.end(), unconsumed_.begin(), unconsumed_.end());
+      unconsumed_.clear();
+      while (inRing_ > 0) {
+        if (SysEnter(ringFd_, 0, 1, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR) break;
+        Harvest(&abandoned);
+      }
+    }
+    abandoned.insert(abandoned.end(), failed_.begin(), failed_.end());
+    failed_.clear();
+    if (retry_ != nullptr) {
+      uv_timer_stop(&retry_->timer);
+      CloseHandle(closes_, reinterpret_cast<uv_handle_t*>(&retry_->timer),
+                  [](uv_handle_t* h) { delete reinterpret_cast<RetryTimer*>(h); });
+      retry_ = nullptr;
+    }
     if (handle_ != nullptr) {
       uv_poll_stop(&handle_->poll);
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), [](uv_handle_t* h) {
+      CloseHandle(closes_, reinterpret_cast<uv_handle_t*>(&handle_->poll), [](uv_handle_t* h) {
         PollHandle* handle = reinterpret_cast<PollHandle*>(h);
         close(handle->eventFd);
         delete handle;
@@ -131,6 +179,7 @@ class UringEngine : public Engine {
       handle_ = nullptr;
     }
     Unmap();
+    return abandoned;
   }
 
  private:
@@ -150,14 +199,15 @@ class UringEngine : public Engine {
     ringFd_ = -1;
   }
 
-  // Moves queued requests into free ring slots and submits them.
+  // Moves queued requests into free ring slots, then offers the kernel every
+  // entry it has not consumed yet.
   void Pump() {
     unsigned tail = *sqTail_;
     unsigned added = 0;
-    while (!queued_.empty() && running_ + added < depth_) {
+    while (!queued_.empty() && inRing_ < depth_) {
       Request* r = queued_.front();
       queued_.pop_front();
-      unsigned index = (tail + added) & sqMask_;
+      unsigned index = tail & sqMask_;
       io_uring_sqe* sqe = &sqes_[index];
       std::memset(sqe, 0, sizeof *sqe);
       sqe->fd = fd_;
@@ -175,28 +225,52 @@ class UringEngine : public Engine {
         if (r->dsync) sqe->rw_flags = RWF_DSYNC;
       }
       sqArray_[index] = index;
-      inRing_[added] = r;
+      unconsumed_.push_back(r);
+      tail++;
       added++;
+      inRing_++;
     }
-    if (added == 0) return;
-    __atomic_store_n(sqTail_, tail + added, __ATOMIC_RELEASE);
-    int submitted;
+    if (added > 0) __atomic_store_n(sqTail_, tail, __ATOMIC_RELEASE);
+    Enter();
+  }
+
+  void Enter() {
+    if (unconsumed_.empty()) return;
+    int consumed;
     do {
-      submitted = SysEnter(ringFd_, added, 0, 0);
-    } while (submitted < 0 && (errno == EINTR || errno == EAGAIN));
-    if (submitted < 0) {
-      // Nothing was consumed: take the entries back and fail their requests.
-      int err = -errno;
-      __atomic_store_n(sqTail_, tail, __ATOMIC_RELEASE);
-      for (unsigned i = 0; i < added; i++) {
-        inRing_[i]->result = err;
-        failed_.push_back(inRing_[i]);
+      consumed = SysEnter(ringFd_, static_cast<unsigned>(unconsumed_.size()), 0, 0);
+    } while (consumed < 0 && errno == EINTR);
+    if (consumed >= 0) {
+      unconsumed_.erase(unconsumed_.begin(), unconsumed_.begin() + consumed);
+      if (unconsumed_.empty()) {
+        retryMs_ = 0;
+      } else {
+        Retry();
       }
-      Wake();
       return;
     }
-    running_ += added;
+    if (errno == EAGAIN || errno == EBUSY) {
+      Retry();
+      return;
+    }
+    // Nothing was consumed: take the entries back and fail their requests.
+    int err = -errno;
+    __atomic_store_n(sqTail_, *sqTail_ - static_cast<unsigned>(unconsumed_.size()), __ATOMIC_RELEASE);
+    inRing_ -= static_cast<unsigned>(unconsumed_.size());
+    for (Request* r : unconsumed_) {
+      r->result = err;
+      failed_.push_back(r);
+    }
+    unconsumed_.clear();
+    Wake();
   }
+
+  void Retry() {
+    retryMs_ = retryMs_ == 0 ? kFirstRetryMs : (retryMs_ * 2 < kLastRetryMs ? retryMs_ * 2 : kLastRetryMs);
+    uv_timer_start(&retry_->timer, OnRetry, retryMs_, 0);
+  }
+
+  static void OnRetry(uv_timer_t* timer) { static_cast<UringEngine*>(timer->data)->Pump(); }
 
   // Failed submissions are delivered from the poll callback, never from
   // inside Submit: callers may rely on completion being asynchronous.
@@ -210,30 +284,32 @@ class UringEngine : public Engine {
     static_cast<UringEngine*>(poll->data)->Reap();
   }
 
+  // Moves the completions in the ring to *done.
+  void Harvest(std::vector<Request*>* done) {
+    unsigned head = *cqHead_;
+    unsigned tail = __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE);
+    while (head != tail) {
+      io_uring_cqe* cqe = &cqes_[head & cqMask_];
+      Request* r = reinterpret_cast<Request*>(cqe->user_data);
+      r->result = cqe->res;
+      done->push_back(r);
+      head++;
+      inRing_--;
+    }
+    __atomic_store_n(cqHead_, head, __ATOMIC_RELEASE);
+  }
+
   void Reap() {
     uint64_t count;
     ssize_t ignored = read(handle_->eventFd, &count, sizeof count);
     (void)ignored;
     std::vector<Request*> done;
     done.swap(failed_);
-    unsigned head = *cqHead_;
-    unsigned tail = __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE);
-    unsigned reaped = 0;
-    while (head != tail) {
-      io_uring_cqe* cqe = &cqes_[head & cqMask_];
-      Request* r = reinterpret_cast<Request*>(cqe->user_data);
-      r->result = cqe->res;
-      done.push_back(r);
-      head++;
-      reaped++;
-    }
-    __atomic_store_n(cqHead_, head, __ATOMIC_RELEASE);
-    running_ -= reaped;
+    Harvest(&done);
     // Refill the ring before any JS runs.
     Pump();
-    if (queued_.empty() && running_ == 0 && failed_.empty() && handle_ != nullptr) {
-      uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
-    }
+    held_ -= done.size();
+    if (held_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
     // The sink's callbacks may close the engine, which deletes this object:
     // from here on, touch only locals.
     CompletionSink* sink = sink_;
@@ -241,15 +317,19 @@ class UringEngine : public Engine {
     sink->Drained();
   }
 
+  HandleCloses* closes_;
   int fd_;
   CompletionSink* sink_;
   int ringFd_ = -1;
   unsigned depth_ = 0;
-  unsigned running_ = 0;
+  unsigned inRing_ = 0;  // unconsumed, or in the kernel: at most depth_
+  size_t held_ = 0;      // submitted, not yet delivered: the loop stays alive
   std::deque<Request*> queued_;
+  std::deque<Request*> unconsumed_;  // in submission-queue order
   std::vector<Request*> failed_;
-  std::vector<Request*> inRing_;  // this round's requests, by position
   PollHandle* handle_ = nullptr;
+  RetryTimer* retry_ = nullptr;
+  uint64_t retryMs_ = 0;
 
   void* sqRing_ = nullptr;
   void* cqRing_ = nullptr;
@@ -264,9 +344,9 @@ class UringEngine : public Engine {
 
 }  // namespace
 
-Engine* CreateUringEngine(uv_loop_t* loop, int fd, unsigned queueDepth, CompletionSink* sink, int* err,
-                          const char** syscallName) {
-  UringEngine* engine = new UringEngine(fd, sink);
+Engine* CreateUringEngine(uv_loop_t* loop, HandleCloses* closes, int fd, unsigned queueDepth, CompletionSink* sink,
+                          int* err, const char** syscallName) {
+  UringEngine* engine = new UringEngine(closes, fd, sink);
   int r = engine->Setup(loop, queueDepth, syscallName);
   if (r != 0) {
     delete engine;
@@ -277,14 +357,15 @@ Engine* CreateUringEngine(uv_loop_t* loop, int fd, unsigned queueDepth, Completi
 }
 
 int ProbeUring() {
-  static int result = 1;
-  if (result == 1) {
+  // Once per process, by whichever thread asks first (a magic static).
+  static const int result = [] {
     io_uring_params p;
     std::memset(&p, 0, sizeof p);
     int fd = SysSetup(1, &p);
-    result = fd < 0 ? -errno : 0;
-    if (fd >= 0) close(fd);
-  }
+    if (fd < 0) return -errno;
+    close(fd);
+    return 0;
+  }();
   return result;
 }
 

@@ -62,11 +62,15 @@ export interface NativeEngine {
   /**
    * Validates every request (throws TypeError/RangeError before any I/O),
    * then queues them; `done` gets one number per request: bytes moved or
-   * -errno. Requests beyond the queue depth wait inside the engine.
+   * -errno. Requests beyond the queue depth wait inside the engine. Every
+   * buffer must be a view of a slab allocated by this thread; the engine
+   * holds its own references to them, so the caller's arrays may be reused
+   * at once. Returns a failed system call (a thread that could not be
+   * started) with nothing queued, else undefined.
    */
-  submit(requests: readonly NativeRequest[], done: (results: Float64Array) => void): void;
-  /** fdatasync after everything submitted before it; `done(0 | -errno)`. */
-  flush(done: (result: number) => void): void;
+  submit(requests: readonly NativeRequest[], done: (results: Float64Array) => void): NativeErrno | undefined;
+  /** fdatasync after everything submitted before it; `done(0 | -errno)`. Returns as submit does. */
+  flush(done: (result: number) => void): NativeErrno | undefined;
   /** Stops the engine; refuses (throws) while requests are in flight. */
   close(): void;
 }
@@ -74,7 +78,11 @@ export interface NativeEngine {
 export interface NativeAddon {
   /** The system page size. */
   readonly pageSize: number;
-  /** mmap'd page-aligned memory outside the V8 heap; freed by GC or releaseSlab. */
+  /**
+   * mmap'd page-aligned memory outside the V8 heap; freed by GC or
+   * releaseSlab. It belongs to the thread (main or Worker) that allocated it:
+   * only that thread may use it for I/O or release it.
+   */
   allocSlab(byteLength: number): ArrayBuffer;
   /** Frees a slab now; its views become empty. Throws while I/O uses it. */
   releaseSlab(slab: ArrayBuffer): void;
@@ -88,7 +96,14 @@ export interface NativeAddon {
   createEngine(options: NativeEngineOptions): NativeEngine | NativeErrno;
 }
 
-export const native = load(path.join(__dirname, '..')) as NativeAddon;
+/**
+ * BLOCKFORK_ADDON names a build of the addon to load instead of the package's
+ * own (the sanitizer run of CI builds one with AddressSanitizer).
+ */
+export const native = (
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  process.env.BLOCKFORK_ADDON ? require(path.resolve(process.env.BLOCKFORK_ADDON)) : load(path.join(__dirname, '..'))
+) as NativeAddon;
 
 export function isNativeErrno(value: unknown): value is NativeErrno {
   return typeof value === 'object' && value !== null && 'errno' in value && 'syscall' in value;

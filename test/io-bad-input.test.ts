@@ -225,7 +225,7 @@ describe('bad input', () => {
     });
 
     it('releaseSlab refuses what is not a slab, and takes a released one again harmlessly', () => {
-      assert.throws(() => native.releaseSlab(new ArrayBuffer(pageSize)), typeError('releaseSlab: this ArrayBuffer is not a slab'));
+      assert.throws(() => native.releaseSlab(new ArrayBuffer(pageSize)), typeError('releaseSlab: this ArrayBuffer is not a slab of this thread'));
       for (const bad of [undefined, null, 1, 'x', {}, new Uint8Array(pageSize), new SharedArrayBuffer(8)]) {
         assert.throws(() => native.releaseSlab(bad as ArrayBuffer), typeError("releaseSlab: expected the slab's ArrayBuffer"));
       }

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { native, isNativeErrno, type NativeEngine, type NativeRequest } from '../native';
+import { native, isNativeErrno, type NativeEngine, type NativeErrno, type NativeRequest } from '../native';
 import { describe } from './describe';
 import { BlockforkError, systemError, type SystemError } from './errors';
 import type { Geometry } from './geometry';
@@ -143,7 +143,7 @@ export class Device implements BlockIo {
       return Promise.reject(error);
     }
     if (nativeRequests.length === 0) return Promise.resolve([]);
-    return this.track<IoResult[]>((resolve) =>
+    return this.track<IoResult[]>('submit', (resolve) =>
       this.io.submit(nativeRequests, (raw) => {
         const results: IoResult[] = new Array(raw.length);
         for (let i = 0; i < raw.length; i++) {
@@ -162,17 +162,41 @@ export class Device implements BlockIo {
       if (result.error) throw result.error;
       const request = requests[i];
       const expected = byteLength(request);
-      if (result.bytes !== expected) {
-        const syscall = request.op === 'read' ? 'preadv' : 'pwritev';
-        throw systemError(-5 /* EIO */, syscall, this.path, `short ${request.op}: ${result.bytes} of ${expected} bytes at offset ${request.offset}`);
-      }
+      if (result.bytes !== expected) await this.finishShort(request, result.bytes, expected);
     }
+  }
+
+  /**
+   * A short transfer goes on from where it stopped, as fs's write loops do:
+   * the kernel says why it stopped (ENOSPC when a sparse file's file system
+   * is full) only when asked for the rest. It fails with that error, or with
+   * EIO if the kernel moves nothing more without one (a read past the end of
+   * a file that shrank), or if what is left cannot be asked for (a remainder
+   * misaligned for O_DIRECT).
+   */
+  private async finishShort(request: IoRequest, done: number, expected: number): Promise<void> {
+    const syscall = request.op === 'read' ? 'preadv' : 'pwritev';
+    const short = () => `short ${request.op}: ${done} of ${expected} bytes at offset ${request.offset}`;
+    while (done < expected) {
+      let results: IoResult[];
+      try {
+        results = await this.submit([{ ...request, offset: request.offset + done, buffers: remainder(request.buffers, done) }]);
+      } catch (error) {
+        if (error instanceof RangeError) break;
+        throw error;
+      }
+      const [result] = results;
+      if (result.error) throw systemError(result.error.errno, syscall, this.path, short());
+      if (result.bytes === 0) break;
+      done += result.bytes;
+    }
+    if (done < expected) throw systemError(-5 /* EIO */, syscall, this.path, short());
   }
 
   flush(): Promise<void> {
     if (this.closing) return Promise.reject(this.closedError());
     if (this.geometry.readOnly) return Promise.reject(new BlockforkError('ERR_READ_ONLY', `device '${this.path}' is open read-only`));
-    return this.track<number>((resolve) => this.io.flush(resolve)).then((result) => {
+    return this.track<number>('flush', (resolve) => this.io.flush(resolve)).then((result) => {
       if (result < 0) throw systemError(result, 'fdatasync', this.path);
     });
   }
@@ -190,17 +214,22 @@ export class Device implements BlockIo {
 
   /**
    * Counts an engine call as pending until its callback runs, so that close()
-   * can wait for it. If the addon refuses the call (a bad request throws
-   * before anything is queued), the count is undone and the promise rejects.
+   * can wait for it. If the addon refuses the call (a bad request throws, or
+   * a system call fails, before anything is queued), the count is undone and
+   * the promise rejects.
    */
-  private track<T>(start: (resolve: (value: T) => void) => void): Promise<T> {
+  private track<T>(call: 'submit' | 'flush', start: (resolve: (value: T) => void) => NativeErrno | undefined): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.pending++;
       try {
-        start((value) => {
+        const failed = start((value) => {
           this.settle();
           resolve(value);
         });
+        if (failed !== undefined) {
+          this.settle();
+          reject(systemError(failed.errno, failed.syscall, this.path, `the ${call} was not started`));
+        }
       } catch (error) {
         this.settle();
         reject(error);
@@ -230,6 +259,20 @@ function toNative(requests: readonly IoRequest[]): NativeRequest[] {
     if (r.op !== 'read' && r.op !== 'write') throw new TypeError(`request ${i}: op must be 'read' or 'write', got ${describe(r.op)}`);
     // dsync goes through as given: the addon refuses anything but a boolean.
     out[i] = { op: r.op === 'read' ? 0 : 1, offset: r.offset, buffers: r.buffers, dsync: r.dsync ?? false };
+  }
+  return out;
+}
+
+/** The views of `buffers` past their first `skip` bytes. */
+function remainder(buffers: readonly Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const b of buffers) {
+    if (skip >= b.byteLength) {
+      skip -= b.byteLength;
+      continue;
+    }
+    out.push(skip > 0 ? b.subarray(skip) : b);
+    skip = 0;
   }
   return out;
 }
