@@ -35,8 +35,15 @@ ssize_t WriteV2(int fd, const iovec* iov, int count, off_t offset, int flags) {
 #else
   // syscall() takes longs: widen every argument, so that none arrives with
   // stray upper bits.
-  return syscall(SYS_pwritev2, static_cast<long>(fd), iov, static_cast<long>(count), static_cast<long>(offset), 0L,
-                 static_cast<long>(flags));
+  long n = syscall(SYS_pwritev2, static_cast<long>(fd), iov, static_cast<long>(count), static_cast<long>(offset), 0L,
+                   static_cast<long>(flags));
+  // Where there is no pwritev2 (an emulator, a sandbox), answer as glibc's
+  // wrapper does: a plain write without it, EOPNOTSUPP for flags.
+  if (n < 0 && errno == ENOSYS) {
+    if (flags == 0) return pwritev(fd, iov, count, offset);
+    errno = EOPNOTSUPP;
+  }
+  return n;
 #endif
 }
 
