@@ -12,6 +12,7 @@
 // no worker starts another request; it joins the workers (each finishes the
 // request it is running) and hands back everything not delivered. A request
 // never runs after Close returns: its memory may be unmapped by then.
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,8 +25,33 @@
 
 #include "engine.h"
 
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x00000002
+#endif
+
 namespace blockfork {
 namespace {
+
+// musl has pwritev2 only from 1.2.5, and no RWF_* before it: outside glibc,
+// make the system call itself, so that one musl binary runs on every musl.
+// (On 64-bit the offset goes whole in pos_l; pos_h is 0.)
+ssize_t WriteV2(int fd, const iovec* iov, int count, off_t offset, int flags) {
+#ifdef __GLIBC__
+  return pwritev2(fd, iov, count, offset, flags);
+#else
+  // syscall() takes longs: widen every argument, so that none arrives with
+  // stray upper bits.
+  long n = syscall(SYS_pwritev2, static_cast<long>(fd), iov, static_cast<long>(count), static_cast<long>(offset), 0L,
+                   static_cast<long>(flags));
+  // Where there is no pwritev2 (an emulator, a sandbox), answer as glibc's
+  // wrapper does: a plain write without it, EOPNOTSUPP for flags.
+  if (n < 0 && errno == ENOSYS) {
+    if (flags == 0) return pwritev(fd, iov, count, offset);
+    errno = EOPNOTSUPP;
+  }
+  return n;
+#endif
+}
 
 struct AsyncHandle {
   uv_async_t async;
@@ -134,8 +160,8 @@ class ThreadEngine : public Engine {
           n = preadv(fd_, r->iov.data(), static_cast<int>(r->iov.size()), static_cast<off_t>(r->offset));
           break;
         case Op::Write:
-          n = pwritev2(fd_, r->iov.data(), static_cast<int>(r->iov.size()), static_cast<off_t>(r->offset),
-                       r->dsync ? RWF_DSYNC : 0);
+          n = WriteV2(fd_, r->iov.data(), static_cast<int>(r->iov.size()), static_cast<off_t>(r->offset),
+                      r->dsync ? RWF_DSYNC : 0);
           break;
         case Op::Flush:
           n = fdatasync(fd_);

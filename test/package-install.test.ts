@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { prebuildPath, requirePrebuilds, targets } from './support/prebuilds';
 
 const root = path.resolve(__dirname, '..');
 
@@ -11,10 +12,11 @@ function run(command: string, args: string[], options: { cwd: string; env?: Node
 }
 
 /**
- * The prebuilt package, as a user without a compiler gets it: prebuildify
- * writes prebuilds/linux-x64, `npm pack` ships it with lib and the types, and
- * an install where no cc, g++, make or python3 is on PATH loads the prebuild
- * and does real O_DIRECT I/O through it.
+ * The prebuilt package, as a user without a compiler gets it: `npm run
+ * prebuild` writes the four Linux prebuilds (x64 and arm64, glibc and musl),
+ * `npm pack` ships them with lib and the types, and an install where no cc,
+ * g++, make or python3 is on PATH loads the x64 glibc prebuild and does real
+ * O_DIRECT I/O through it.
  */
 describe('prebuilt package', function () {
   this.timeout(600_000);
@@ -23,18 +25,24 @@ describe('prebuilt package', function () {
   let tarball: string;
 
   before(function () {
+    requirePrebuilds(this);
     if (!fs.existsSync(path.join(root, 'lib', 'index.js'))) {
       throw new Error('lib/ is not built: run `npm run build:ts` first');
     }
-    // Stage a copy so that prebuildify's build does not disturb build/ here.
+    // Stage a copy, with only the four prebuilds: nothing else lying in
+    // prebuilds/ here can reach the tarball.
     stage = fs.mkdtempSync(path.join(os.tmpdir(), 'blockfork-stage-'));
     for (const entry of ['package.json', 'binding.gyp', 'README.md', 'native', 'lib']) {
       if (fs.existsSync(path.join(root, entry))) fs.cpSync(path.join(root, entry), path.join(stage, entry), { recursive: true });
     }
+    for (const t of targets) {
+      fs.mkdirSync(path.dirname(prebuildPath(t, stage)), { recursive: true });
+      fs.copyFileSync(prebuildPath(t), prebuildPath(t, stage));
+    }
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(stage, 'node_modules'));
-    run(process.execPath, [path.join(root, 'node_modules', 'prebuildify', 'bin.js'), '--napi', '--strip'], { cwd: stage });
     const packed = JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', stage], { cwd: stage }));
     tarball = path.join(stage, packed[0].filename);
+    console.log(`      ${packed[0].filename}: ${(packed[0].size / 1024).toFixed(0)} KiB packed, ${(packed[0].unpackedSize / 1024).toFixed(0)} KiB unpacked, ${packed[0].entryCount} files`);
     consumer = fs.mkdtempSync(path.join(os.tmpdir(), 'blockfork-consumer-'));
   });
 
@@ -42,9 +50,11 @@ describe('prebuilt package', function () {
     for (const dir of [stage, consumer]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the tarball ships the prebuild, the compiled JS and the types', () => {
+  it('the tarball ships the four prebuilds, the compiled JS and the types', () => {
     const listing = run('tar', ['-tzf', tarball], { cwd: stage }).split('\n');
-    for (const file of ['package/prebuilds/linux-x64/blockfork.node', 'package/lib/index.js', 'package/lib/index.d.ts', 'package/lib/native.js']) {
+    const prebuilds = targets.map((t) => `package/prebuilds/linux-${t.arch}/blockfork.${t.libc}.node`);
+    assert.deepEqual(listing.filter((f) => f.startsWith('package/prebuilds/')).sort(), prebuilds.sort());
+    for (const file of ['package/lib/index.js', 'package/lib/index.d.ts', 'package/lib/native.js']) {
       assert.ok(listing.includes(file), `${file} is missing from the tarball`);
     }
     assert.ok(!listing.some((f) => f.startsWith('package/build/')), 'build/ must not ship');
@@ -86,6 +96,6 @@ describe('prebuilt package', function () {
     const out = JSON.parse(run(process.execPath, ['-e', script], { cwd: consumer, env: { PATH: bin, PREBUILDS_ONLY: '1' } }));
     assert.equal(out.direct, true);
     assert.equal(out.byte, 0x5a);
-    assert.match(out.addon, /prebuilds\/linux-x64\/blockfork\.node$/);
+    assert.match(out.addon, /prebuilds\/linux-x64\/blockfork\.glibc\.node$/);
   });
 });
