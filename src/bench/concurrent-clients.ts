@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { clientLoops } from './client-loops';
 import { noiseBlock, openVolume, type Mode } from './bench-volume';
 import { LatencyRecorder } from './latency';
 import type { Measurement, Subject, Target } from './subject';
@@ -26,27 +26,17 @@ async function runClients(target: Target, mode: Mode, clients: number, seconds: 
     });
     await volume.commit();
     const before = volume.stats();
-    const start = performance.now();
-    const end = start + seconds * 1000;
-    let acknowledged = 0;
-    await Promise.all(
-      Array.from({ length: clients }, async (_, c) => {
-        while (performance.now() < end) {
-          await volume.change(async (tx) => {
-            (await tx.write(c)).writeUInt32LE(acknowledged, 8);
-          });
-          const asked = performance.now();
-          await volume.commit();
-          latency.record(asked, performance.now());
-          acknowledged++;
-        }
-      }),
-    );
-    const elapsed = performance.now() - start;
+    const { acknowledged, elapsedMs } = await clientLoops(clients, seconds, latency, async (c, stamp, asked) => {
+      await volume.change(async (tx) => {
+        (await tx.write(c)).writeUInt32LE(stamp, 8);
+      });
+      asked();
+      await volume.commit();
+    });
     const after = volume.stats();
     const deltas = after.deltasCommitted - before.deltasCommitted;
     return {
-      opsPerSecond: acknowledged / (elapsed / 1000),
+      opsPerSecond: acknowledged / (elapsedMs / 1000),
       latency: latency.summary(),
       note: `${clients} client${clients === 1 ? '' : 's'}: ${acknowledged} acknowledged updates in ${deltas} deltas (${(acknowledged / Math.max(1, deltas)).toFixed(1)} a delta); latency of commit() from its call`,
     };

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { clientLoops } from './client-loops';
 import { noiseBlock } from './bench-volume';
 import { LatencyRecorder } from './latency';
 import type { Measurement, Subject, Target } from './subject';
@@ -51,24 +51,13 @@ async function runLmdb(open: OpenLmdb, target: Target, clients: number, seconds:
     // One value buffer a client: a put in flight must not see another client's stamp.
     const values = Array.from({ length: clients }, () => Buffer.from(noise));
     for (let c = 0; c < clients; c++) await db.put(c, values[c]);
-    const start = performance.now();
-    const end = start + seconds * 1000;
-    let acknowledged = 0;
-    await Promise.all(
-      Array.from({ length: clients }, async (_, c) => {
-        while (performance.now() < end) {
-          values[c].writeUInt32LE(acknowledged, 8);
-          const asked = performance.now();
-          await db.put(c, values[c]);
-          await db.flushed;
-          latency.record(asked, performance.now());
-          acknowledged++;
-        }
-      }),
-    );
-    const elapsed = performance.now() - start;
+    const { acknowledged, elapsedMs } = await clientLoops(clients, seconds, latency, async (c, stamp) => {
+      values[c].writeUInt32LE(stamp, 8);
+      await db.put(c, values[c]);
+      await db.flushed;
+    });
     return {
-      opsPerSecond: acknowledged / (elapsed / 1000),
+      opsPerSecond: acknowledged / (elapsedMs / 1000),
       latency: latency.summary(),
       note: `lmdb-js in ${path.basename(dir)} beside the target, default settings; latency of an awaited put and its flush`,
     };
