@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { Device } from '../src/io/device';
+import { systemError } from '../src/io/errors';
 import type { BlockIo, IoRequest, IoResult } from '../src/io/request';
 import { open, Volume } from '../src/volume';
 import { PowerLossDevice } from './support/power-loss-device';
@@ -219,6 +220,44 @@ describe('journal mode through the volume', function () {
       const again = await open(path);
       for (let b = 0; b < 8; b++) assert.deepEqual(await again.read(100 + b), expected(1, 100 + b));
       await again.close();
+    });
+
+    it('G6: a home write that fails after its commit resolved fails the volume; later commits reject and nothing goes unhandled', async () => {
+      const path = temp.file();
+      await (await open(path, { size: 4 * MiB, journal: true, logSize: 64 * B })).close();
+      const inner = await Device.open(path);
+      const dataStart = (2 + 64) * B;
+      const eio = () => systemError(-5, 'pwritev', path);
+      const failing: BlockIo = {
+        path: inner.path,
+        geometry: inner.geometry,
+        flush: () => inner.flush(),
+        close: () => inner.close(),
+        submit: (requests) =>
+          requests.some((r) => r.op === 'write' && r.offset >= dataStart)
+            ? Promise.resolve(requests.map(() => ({ bytes: 0, error: eio() })))
+            : inner.submit(requests),
+        run: (requests) => (requests.some((r) => r.op === 'write' && r.offset >= dataStart) ? Promise.reject(eio()) : inner.run(requests)),
+      };
+      const unhandled: unknown[] = [];
+      const record = (reason: unknown): void => void unhandled.push(reason);
+      process.on('unhandledRejection', record);
+      try {
+        const vol = await Volume.mount(failing, { journal: true });
+        await writeDelta(vol, 1, [2, 3]);
+        assert.equal(await vol.commit(), 1, 'durable in the log: the commit resolves before its home writes');
+        await until(() => vol.failure !== undefined, 'the home writes failed');
+        await assert.rejects(vol.commit(), { code: 'EIO' });
+        await assert.rejects(
+          vol.change(async () => undefined),
+          { code: 'ERR_VOLUME_FAILED' },
+        );
+        await vol.close().catch(() => undefined);
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(unhandled, [], 'no rejection went unhandled');
+      } finally {
+        process.off('unhandledRejection', record);
+      }
     });
 
     it('replays on open what reached the log but not its home (home writes failed)', async () => {

@@ -86,7 +86,8 @@ export class Delta {
    */
   readonly committed: Promise<number>;
   private error: Error | undefined;
-  private settleCommitted!: (outcome: number | Promise<number>) => void;
+  private resolveCommitted!: (number: number) => void;
+  private rejectCommitted!: (error: Error) => void;
   private resolveWritten!: () => void;
   private rejectWritten!: (error: Error) => void;
   private resolveDurable!: () => void;
@@ -104,7 +105,10 @@ export class Delta {
       this.resolveDurable = resolve;
       this.rejectDurable = reject;
     });
-    this.committed = new Promise<number>((resolve) => (this.settleCommitted = resolve));
+    this.committed = new Promise<number>((resolve, reject) => {
+      this.resolveCommitted = resolve;
+      this.rejectCommitted = reject;
+    });
     // A failure is reported through commit() and the volume's state; a delta
     // that nobody awaits must not become an unhandled rejection.
     this.written.catch(ignore);
@@ -128,7 +132,7 @@ export class Delta {
    * before it, and a fresh delta of the same number opens in its place.
    */
   giveWay(covering: Promise<number>): void {
-    this.settleCommitted(covering);
+    covering.then(this.resolveCommitted, this.rejectCommitted);
   }
 
   get failure(): Error | undefined {
@@ -151,14 +155,14 @@ export class Delta {
   markDurable(): void {
     this.state = 'durable';
     this.resolveDurable();
-    this.settleCommitted(this.number);
+    this.resolveCommitted(this.number);
   }
 
   /** In the log, durable, and every earlier delta too (journal); home writes follow. */
   markLogged(): void {
     this.state = 'logged';
     this.resolveDurable();
-    this.settleCommitted(this.number);
+    this.resolveCommitted(this.number);
   }
 
   /** Its home writes have not completed: its blocks stay dirty and its frozen pages pinned until they do. */
@@ -171,6 +175,6 @@ export class Delta {
     this.error = error;
     this.rejectWritten(error);
     this.rejectDurable(error);
-    this.settleCommitted(Promise.reject(error));
+    this.rejectCommitted(error);
   }
 }
