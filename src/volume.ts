@@ -385,6 +385,19 @@ export class Volume {
   }
 
   /**
+   * Settles once the delta that a `commit()` just asked to close has closed:
+   * changes called after this settles land in a later delta. Without it,
+   * changes called after a commit may join that commit's delta while
+   * `maxDeltas` deltas are in flight (group commit). For batches of several
+   * changes that must be atomic together: `commit()`, then await this, then
+   * the next batch. It waits for the disk only while the pipeline is full.
+   */
+  deltaClosed(): Promise<void> {
+    this.checkOpen();
+    return this.deltas.whenClosed();
+  }
+
+  /**
    * The lower layer: a handle on a cached block, which keeps it in the cache
    * until `handle.release()`. Write it with `tx.blockdirty(handle)`.
    */

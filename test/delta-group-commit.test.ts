@@ -100,6 +100,31 @@ describe('G2 when commits come faster than the device: deferred switches and gro
     }
   });
 
+  it('deltaClosed(): after commit() and deltaClosed(), a change lands in a later delta, also when the pipeline was full', async () => {
+    const { vol, device } = await volumes.open(1 << 20, { maxDeltas: 1 });
+    await fill(vol, [0, 1, 2], 1);
+    await vol.commit();
+    const release = device.hold();
+    held.push(release);
+    await fill(vol, [0], 2);
+    const first = vol.commit();
+    await until(() => device.heldRequests() > 0, 'delta 2 writing, held');
+    await fill(vol, [1], 3);
+    const second = vol.commit();
+    const closed = vol.deltaClosed();
+    assert.equal(await settles(closed), false, 'delta 3 waits for a place: it has not closed');
+    let landed = 0;
+    const after = closed.then(() => vol.change(async (tx) => {
+      landed = vol.stats().delta;
+      (await tx.write(2)).fill(4);
+    }));
+    release();
+    await after;
+    assert.deepEqual(await Promise.all([first, second]), [2, 3]);
+    assert.equal(landed, 4, 'the change after deltaClosed() is in the delta after the commit\'s');
+    await vol.deltaClosed();
+  });
+
   it('a commit that waited for a change that dirtied nothing spends no delta: it resolves with the delta last closed', async () => {
     const { vol } = await volumes.open(1 << 20);
     await fill(vol, [0], 1);

@@ -29,7 +29,8 @@
  *
  * Atomicity. Each put or delete is one `vol.change()`: with `journal: true`
  * a crash never leaves half of one. Changes are not written until
- * `flush()` (= `vol.commit()`): a batch of puts followed by one flush is one
+ * `flush()` (= `vol.commit()`, then the operations after it wait for
+ * `vol.deltaClosed()`): a batch of puts followed by one flush is one
  * delta, atomic across crashes, as long as it dirties less than the volume's
  * high-water mark (half of `cacheSize` by default: 128 MiB, 32768 blocks of
  * 4 KiB; with the journal, also at most half of the log); past that the
@@ -234,9 +235,10 @@ export class Kv {
    */
   flush(): Promise<number> {
     if (this.closing) return Promise.reject(closed());
-    // The commit takes its place in the volume's line when called, so later operations land in the next delta.
+    // The commit takes its place in the volume's line when called; later operations wait until
+    // its delta has closed, so that they land in the next one (a batch stays whole, G5).
     const started = this.tail.then(() => ({ durable: this.volume.commit() }));
-    this.tail = started.then(noop, noop);
+    this.tail = started.then(() => this.volume.deltaClosed()).then(noop, noop);
     return started.then((s) => s.durable);
   }
 

@@ -219,6 +219,19 @@ export class Deltas {
     await granted;
   }
 
+  /**
+   * Settles once the delta open now has closed, if it has been asked to
+   * close (at once if not). With group commit, changes called after a
+   * commit may still join its delta while it waits for a place; a caller
+   * that needs its next changes in a later delta (an atomic batch of several
+   * changes) awaits this after commit() and before them.
+   */
+  async whenClosed(): Promise<void> {
+    const open = this.current;
+    if (open.state === 'open') return;
+    while (this.current === open && !this.error) await this.nextSwitch();
+  }
+
   /** A page of `mapping` joined the open delta's dirty list: past the high-water mark, the delta asks to close by itself. */
   joined(delta: Delta, mapping: Mapping): void {
     delta.joined(mapping);
