@@ -6,7 +6,7 @@ import { Volume, type VolumeOptions } from '../src/volume';
 import { FaultDevice } from './support/fault-device';
 import { seeded } from './support/random';
 import { ReadLog } from './support/read-log';
-import { TempDir } from './support/temp';
+import { volumesPerTest } from './support/volumes';
 
 const BLOCK = 4096;
 
@@ -18,20 +18,11 @@ function pattern(block: number): Buffer {
 }
 
 describe('the read path: readahead, batched misses, prefetch (real Device, O_DIRECT temp file)', () => {
-  let temp: TempDir;
-  const opened: Volume[] = [];
-
-  beforeEach(() => {
-    temp = new TempDir();
-  });
-  afterEach(async () => {
-    for (const vol of opened.splice(0)) await vol.close().catch(() => undefined);
-    temp.remove();
-  });
+  const volumes = volumesPerTest();
 
   /** A volume over a file of `size` blocks (sparse) whose first `blocks` hold `pattern`, its reads logged. */
   async function volume(blocks: number, options: VolumeOptions = {}, size = blocks): Promise<{ vol: Volume; log: ReadLog; path: string; faults: FaultDevice }> {
-    const path = temp.file();
+    const path = volumes.file();
     const fd = fs.openSync(path, 'w');
     for (let i = 0; i < blocks; i++) fs.writeSync(fd, pattern(i), 0, BLOCK, i * BLOCK);
     fs.ftruncateSync(fd, size * BLOCK);
@@ -39,7 +30,7 @@ describe('the read path: readahead, batched misses, prefetch (real Device, O_DIR
     const faults = new FaultDevice(await Device.open(path, { direct: true }));
     const log = new ReadLog(faults);
     const vol = Volume.over(log, { cacheSize: 4 << 20, ...options });
-    opened.push(vol);
+    volumes.track(vol);
     return { vol, log, path, faults };
   }
 

@@ -3,31 +3,22 @@ import * as fs from 'node:fs';
 import { Device } from '../src/io/device';
 import { Volume } from '../src/volume';
 import { ReadLog } from './support/read-log';
-import { TempDir } from './support/temp';
+import { volumesPerTest } from './support/volumes';
 
 const BLOCK = 4096;
 
 describe('range calls: a run of blocks in one call (real Device, O_DIRECT temp file)', () => {
-  let temp: TempDir;
-  const opened: Volume[] = [];
-
-  beforeEach(() => {
-    temp = new TempDir();
-  });
-  afterEach(async () => {
-    for (const vol of opened.splice(0)) await vol.close().catch(() => undefined);
-    temp.remove();
-  });
+  const volumes = volumesPerTest();
 
   /** A volume of `blocks` blocks, block i filled with the byte i, its reads logged. */
   async function volume(blocks: number): Promise<{ vol: Volume; log: ReadLog; path: string }> {
-    const path = temp.file();
+    const path = volumes.file();
     const fd = fs.openSync(path, 'w');
     for (let i = 0; i < blocks; i++) fs.writeSync(fd, Buffer.alloc(BLOCK, i & 0xff), 0, BLOCK, i * BLOCK);
     fs.closeSync(fd);
     const log = new ReadLog(await Device.open(path, { direct: true }));
     const vol = Volume.over(log, { cacheSize: 4 << 20, readahead: 0 });
-    opened.push(vol);
+    volumes.track(vol);
     return { vol, log, path };
   }
 

@@ -19,6 +19,27 @@ export async function realVolume(temp: TempDir, size: number, options: VolumeOpt
   return { vol: Volume.over(device, options), device, path };
 }
 
+export interface VolumesPerTest {
+  /** A new file name in this test's temp directory. */
+  file(): string;
+  /** Closes this volume after the test, even when the test fails. */
+  track(vol: Volume): void;
+}
+
+/** For a describe block whose tests open their own volumes: a fresh temp directory per test, and each tracked volume closed afterwards. */
+export function volumesPerTest(): VolumesPerTest {
+  let temp: TempDir;
+  const opened: Volume[] = [];
+  beforeEach(() => {
+    temp = new TempDir();
+  });
+  afterEach(async () => {
+    for (const vol of opened.splice(0)) await vol.close().catch(() => undefined);
+    temp.remove();
+  });
+  return { file: () => temp.file(), track: (vol) => void opened.push(vol) };
+}
+
 export interface RealVolumesPerTest {
   /** A volume on a new temp file of `size` bytes (through a FaultDevice with `plan`), closed after the test. */
   open(size: number, options?: VolumeOptions, plan?: FaultPlan): Promise<RealVolume>;
