@@ -10,11 +10,13 @@ import { Device, type EngineKind } from './io/device';
 import { BlockforkError } from './io/errors';
 import type { BlockIo } from './io/request';
 import { BlockWindow } from './io/window';
+import { loadBlockMap, VolumeMap, type LoadedMap } from './journal/block-map';
 import { JournalPipeline, type JournalStats } from './journal/checkpoints';
+import { DEFAULT_REDIRECT_BYTES, Redirector } from './journal/redirect';
 import { JournalWriter } from './journal/journal-writer';
 import { replayInMemory } from './journal/replay';
 import { ReplayedView } from './journal/replayed-view';
-import { readSuperblock, type Superblock } from './journal/superblock';
+import { homeBlocks, readSuperblock, VERSION_2, type Superblock } from './journal/superblock';
 import { formatVolume, MIN_LOG_BLOCKS } from './journal/volume-format';
 
 export interface VolumeOptions {
@@ -54,6 +56,21 @@ export interface MountOptions extends VolumeOptions {
   format?: boolean;
   /** Bytes of the log when formatting, a multiple of blockSize (default an eighth of the device, at most 64 MiB). */
   logSize?: number;
+  /**
+   * The on-disk format when formatting (docs/FORMAT.md): 1 (the default)
+   * writes every block twice, to the log and then home; 2 writes long runs
+   * of a delta once, redirected through a block map, and logs the rest. An
+   * existing volume keeps its version.
+   */
+  formatVersion?: 1 | 2;
+  /** Version 2, when formatting: bytes of physical space beyond the volume's, a multiple of blockSize (default the log's size). */
+  reserveSize?: number;
+  /**
+   * Version 2: runs of a delta's consecutive blocks at least this many
+   * bytes long are redirected, shorter ones logged (default 64 KiB; at
+   * least two blocks).
+   */
+  redirectMin?: number;
 }
 
 export interface OpenOptions extends MountOptions {
@@ -146,6 +163,11 @@ interface Settings {
   format: boolean;
   /** Bytes of the log when formatting, if given. */
   logSize: number | undefined;
+  formatVersion: 1 | 2;
+  /** Bytes of the reserve when formatting version 2, if given. */
+  reserveSize: number | undefined;
+  /** Blocks of the shortest run a version 2 volume redirects. */
+  redirectBlocks: number;
   blockSize: number;
   pageSize: number;
   cacheSize: number;
@@ -193,6 +215,9 @@ export class Volume {
     this.journaled = mounted.journaled;
     this.replayedDeltas = mounted.replayedDeltas;
     this.journal = mounted.pipeline;
+    const mapped = mounted.map;
+    // Version 2: volume blocks reach the device through the block map, which pages through this cache.
+    let blockMap: VolumeMap | undefined;
     // The cache waits for writeout when full; `deltas` exists by the time it asks.
     const cache: Cache = new Cache({
       device: data,
@@ -202,7 +227,17 @@ export class Volume {
       slotCount: slotCountFor(settings.maxDeltas),
       readahead: settings.readahead,
       whenFull: () => deltas.whenWritten(),
+      volumeBlocks: mapped?.superblock.blockCount,
+      lower: mapped === undefined ? undefined : (block) => (blockMap as VolumeMap).home(block),
     });
+    if (mapped !== undefined) {
+      blockMap = new VolumeMap(cache, mapped.superblock, mapped.loaded);
+      const pipeline = mounted.pipeline;
+      if (pipeline !== undefined) {
+        const redirector = new Redirector(blockMap, mapped.loaded.allocator, settings.redirectBlocks, () => pipeline.checkpointSoon());
+        pipeline.redirectWith(redirector, mapped.superblock.physicalBlocks - mapped.superblock.blockCount);
+      }
+    }
     let highWater = Math.max(1, Math.floor(settings.highWater / settings.pageSize));
     if (mounted.maxDeltaBlocks !== undefined) {
       // A delta must fit in the log: start a transition by itself at a third of what it holds,
@@ -228,7 +263,7 @@ export class Volume {
     this.cache = cache;
     this.deltas = deltas;
     this.mapping = cache.volume;
-    this.blockCount = cache.deviceBlocks;
+    this.blockCount = cache.volumeBlocks;
   }
 
   /**
@@ -265,7 +300,8 @@ export class Volume {
       if (device.geometry.readOnly) throw new BlockforkError('ERR_READ_ONLY', `'${device.path}' is open read-only: it cannot be formatted`);
       const settings = volumeSettings(options);
       const logBlocks = settings.logSize === undefined ? undefined : settings.logSize / settings.blockSize;
-      const superblock = await formatVolume(device, { blockSize: settings.blockSize, logBlocks, overwrite: true });
+      const reserveBlocks = settings.reserveSize === undefined ? undefined : settings.reserveSize / settings.blockSize;
+      const superblock = await formatVolume(device, { blockSize: settings.blockSize, logBlocks, overwrite: true, version: settings.formatVersion, reserveBlocks });
       return Volume.journaled(device, superblock, settings, new JournalWriter(device, superblock), 0);
     }
     if (found === undefined) {
@@ -284,15 +320,18 @@ export class Volume {
         journaled: true,
         firstDelta: replay.report.lastDelta + 1,
         replayedDeltas: replay.report.deltas.length,
+        map: found.version === VERSION_2 ? { superblock: found, loaded: await loadBlockMap(data, found) } : undefined,
       });
     }
     const { journal, report } = await JournalWriter.open(device);
     return Volume.journaled(device, found, settings, journal, report.deltas.length);
   }
 
-  private static journaled(device: BlockIo, superblock: Superblock, settings: Settings, journal: JournalWriter, replayedDeltas: number): Volume {
+  private static async journaled(device: BlockIo, superblock: Superblock, settings: Settings, journal: JournalWriter, replayedDeltas: number): Promise<Volume> {
     const data = dataArea(device, superblock);
     checkGeometry(data, settings);
+    // After replay: the map at home is the last committed delta's.
+    const map = superblock.version === VERSION_2 ? { superblock, loaded: await loadBlockMap(data, superblock) } : undefined;
     const pipeline = new JournalPipeline(journal);
     return new Volume(device, data, settings, {
       journaled: true,
@@ -300,6 +339,7 @@ export class Volume {
       replayedDeltas,
       pipeline,
       maxDeltaBlocks: journal.maxDeltaBlocks,
+      map,
     });
   }
 
@@ -539,6 +579,8 @@ interface Mounted {
   replayedDeltas: number;
   pipeline?: JournalPipeline;
   maxDeltaBlocks?: number;
+  /** Version 2: the block map as open read it. */
+  map?: { superblock: Superblock; loaded: LoadedMap };
 }
 
 /**
@@ -555,8 +597,9 @@ async function findSuperblock(device: BlockIo, journal: boolean | undefined): Pr
   }
 }
 
+/** The home area: version 1's data area; version 2's summary, map and physical area. */
 function dataArea(device: BlockIo, sb: Superblock): BlockIo {
-  return new BlockWindow(device, sb.dataStart * sb.blockSize, sb.blockCount * sb.blockSize);
+  return new BlockWindow(device, sb.dataStart * sb.blockSize, homeBlocks(sb) * sb.blockSize);
 }
 
 function describeVolume(sb: Superblock): string {
@@ -595,7 +638,20 @@ function volumeSettings(options: MountOptions, volume?: Superblock): Settings {
     logSize = integer(options.logSize, 'logSize', 0, MIN_LOG_BLOCKS * blockSize, Number.MAX_SAFE_INTEGER);
     if (logSize % blockSize !== 0) throw new RangeError(`logSize must be a multiple of blockSize (${blockSize}), got ${logSize}`);
   }
-  return { journal, format, logSize, blockSize, pageSize, cacheSize, highWater, maxDeltas, fork, readahead };
+  let formatVersion: 1 | 2 = 1;
+  if (options.formatVersion !== undefined) {
+    if (options.formatVersion !== 1 && options.formatVersion !== 2) throw new RangeError(`formatVersion must be 1 or 2, got ${describe(options.formatVersion)}`);
+    formatVersion = options.formatVersion;
+  }
+  let reserveSize: number | undefined;
+  if (options.reserveSize !== undefined) {
+    reserveSize = integer(options.reserveSize, 'reserveSize', 0, blockSize, Number.MAX_SAFE_INTEGER);
+    if (reserveSize % blockSize !== 0) throw new RangeError(`reserveSize must be a multiple of blockSize (${blockSize}), got ${reserveSize}`);
+    if (formatVersion !== 2) throw new RangeError('reserveSize goes with formatVersion: 2');
+  }
+  const redirectMin = integer(options.redirectMin, 'redirectMin', DEFAULT_REDIRECT_BYTES, 1, Number.MAX_SAFE_INTEGER);
+  const redirectBlocks = Math.max(2, Math.ceil(redirectMin / blockSize));
+  return { journal, format, logSize, blockSize, pageSize, cacheSize, highWater, maxDeltas, fork, readahead, formatVersion, reserveSize, redirectBlocks };
 }
 
 function checkGeometry(device: BlockIo, settings: Settings): void {

@@ -91,6 +91,9 @@ describe('journal: superblock and format', () => {
           logStart: 2,
           dataStart: 2 + f.logBlocks,
           deviceSize: (2 + f.logBlocks + f.blockCount) * blockSize,
+          summaryBlocks: 0,
+          mapBlocks: 0,
+          physicalBlocks: 0,
           ...f,
         };
       });
@@ -118,12 +121,13 @@ describe('journal: superblock and format', () => {
 
     it('refuses a format version it does not know, by number', () => {
       const sb: Superblock = {
-        version: 2, sequence: 2, volumeId: 1n, blockSize: 512, sectorSize: 512, deviceSize: SIZE,
+        version: 3, sequence: 2, volumeId: 1n, blockSize: 512, sectorSize: 512, deviceSize: SIZE,
         logStart: 2, logBlocks: 8, dataStart: 10, blockCount: 100, checkpointDelta: 0, replayPosition: 0,
+        summaryBlocks: 0, mapBlocks: 0, physicalBlocks: 0,
       };
       const bytes = new Uint8Array(512);
       encodeSuperblock(sb, bytes);
-      assert.throws(() => decodeSuperblock(bytes, 0), { code: 'ERR_SUPERBLOCK_CORRUPT', message: /format version 2; this blockfork reads version 1/ });
+      assert.throws(() => decodeSuperblock(bytes, 0), { code: 'ERR_SUPERBLOCK_CORRUPT', message: /format version 3; this blockfork reads versions 1 and 2/ });
     });
   });
 
@@ -149,7 +153,9 @@ describe('journal: superblock and format', () => {
     }
 
     it('picks a default log of an eighth of the device, and refuses a device too small', () => {
-      assert.deepEqual(planLayout(SIZE, 4096), { logStart: 2, logBlocks: 32, dataStart: 34, blockCount: 222 });
+      assert.deepEqual(planLayout(SIZE, 4096), {
+        version: 1, logStart: 2, logBlocks: 32, dataStart: 34, blockCount: 222, summaryBlocks: 0, mapBlocks: 0, physicalBlocks: 0,
+      });
       assert.throws(() => planLayout(5120, 512), /has 10 blocks of 512: too few for 2 superblocks, a log of 8 blocks and any data/);
       assert.throws(() => planLayout(SIZE, 512, 3), { name: 'RangeError', message: /logBlocks must be an integer of at least 8/ });
     });

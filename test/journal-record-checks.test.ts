@@ -26,6 +26,9 @@ const GOOD: Superblock = {
   blockCount: MiB / B - 18,
   checkpointDelta: 0,
   replayPosition: 0,
+  summaryBlocks: 0,
+  mapBlocks: 0,
+  physicalBlocks: 0,
 };
 
 function encoded(sb: Superblock, patch?: (bytes: Buffer) => void): Buffer {

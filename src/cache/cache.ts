@@ -19,6 +19,14 @@ export interface CacheOptions {
   readonly slotCount: number;
   /** Bytes of the largest readahead window; 0 (the default) turns readahead off. */
   readonly readahead?: number;
+  /** Blocks of the volume mapping (default: the device's). */
+  readonly volumeBlocks?: number;
+  /**
+   * Volume block -> device block, for the volume mapping and the logical
+   * ones (whose maps give volume blocks): a version 2 volume's block map.
+   * Without it, a volume block is a device block.
+   */
+  readonly lower?: BlockMap;
   /**
    * Asked when a page must come in and every cached page is dirty or pinned:
    * a promise that settles when writeout may have freed some (the caller
@@ -93,6 +101,10 @@ export class Cache {
   readonly capacity: number;
   /** Blocks on the device. */
   readonly deviceBlocks: number;
+  /** Blocks of the volume mapping: what logical mappings' maps may name. */
+  readonly volumeBlocks: number;
+  /** Volume block -> device block, when the volume has a block map of its own (version 2). */
+  readonly lower: BlockMap | undefined;
   readonly pool: PagePool;
   readonly pages: Pages;
   readonly lru: Lru;
@@ -133,6 +145,8 @@ export class Cache {
     this.slotCount = options.slotCount;
     this.capacity = Math.max(1, Math.floor(options.cacheSize / options.pageSize));
     this.deviceBlocks = Math.floor(options.device.geometry.size / options.blockSize);
+    this.volumeBlocks = options.volumeBlocks ?? this.deviceBlocks;
+    this.lower = options.lower;
     this.whenFull = options.whenFull;
     this.reads = new ReadBatch(options.device);
     this.readaheadLimit = Math.floor(this.capacity / READAHEAD_SHARE);
@@ -140,7 +154,7 @@ export class Cache {
     this.pool = new PagePool(options.pageSize, this.capacity);
     this.pages = new Pages(this.perPage, this.pool.slabPages);
     this.lru = new Lru(this.pool.slabPages);
-    this.volume = this.createMapping(undefined, this.deviceBlocks);
+    this.volume = this.createMapping(undefined, this.volumeBlocks);
   }
 
   get pagesCached(): number {
@@ -157,8 +171,9 @@ export class Cache {
     return this.frozen;
   }
 
-  createMapping(map: BlockMap | undefined, blockCount: number): Mapping {
-    const mapping = new Mapping(this, this.nextMappingId++, blockCount, map);
+  /** `internal`: the volume's own metadata by device block (see Mapping.internal). */
+  createMapping(map: BlockMap | undefined, blockCount: number, internal = false): Mapping {
+    const mapping = new Mapping(this, this.nextMappingId++, blockCount, map, internal);
     this.mappings.set(mapping.id, mapping);
     return mapping;
   }
@@ -322,7 +337,8 @@ export class Cache {
       }
       const fresh = this.admitNow(mapping, pageIndex);
       if (fresh !== NO_FRAME) return fresh;
-      const wait = this.whenFull();
+      // The writeout's own metadata never waits for room: the room it would wait for is its own delta's.
+      const wait = mapping.internal ? undefined : this.whenFull();
       if (wait === undefined) return this.admit(mapping, pageIndex);
       this.counters.spaceWaits++;
       await wait;

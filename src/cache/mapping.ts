@@ -40,15 +40,24 @@ export class Mapping {
   /** Forgotten by dropMapping: every operation on it is refused. */
   dropped = false;
 
+  /**
+   * The volume's own metadata (version 2: the block map), addressed by
+   * device block: not translated by the cache's lower map, not read ahead,
+   * and written out by the journal's plan rather than collected as data.
+   */
+  readonly internal: boolean;
+
   constructor(
     private readonly cache: Cache,
     readonly id: number,
     /** Block indexes run from 0 to blockCount - 1. */
     readonly blockCount: number,
     private readonly map: BlockMap | undefined,
+    internal = false,
   ) {
+    this.internal = internal;
     this.dirty = Array.from({ length: cache.slotCount }, () => []);
-    this.readahead = cache.readaheadPages > 0 ? new Readahead(cache.readaheadPages) : undefined;
+    this.readahead = cache.readaheadPages > 0 && !internal ? new Readahead(cache.readaheadPages) : undefined;
   }
 
   /** Throws a TypeError or RangeError unless `block` names a block of this mapping. */
@@ -72,10 +81,22 @@ export class Mapping {
     }
   }
 
-  /** The physical block of `block`, or HOLE. */
-  physical(block: number): number | Promise<number> {
+  /**
+   * The volume block of `block`, or HOLE: through the mapping's BlockMap
+   * (a logical mapping), else the block itself. Where the cache has no
+   * lower map (ordered mode, version 1) it is the device block.
+   */
+  volumeBlock(block: number): number | Promise<number> {
     if (this.map === undefined) return block;
     return this.translate(block);
+  }
+
+  /** The device block of `block`, or HOLE: the volume block, then the cache's lower map (version 2's block map). */
+  physical(block: number): number | Promise<number> {
+    const lower = this.cache.lower;
+    if (this.internal || lower === undefined) return this.volumeBlock(block);
+    if (this.map === undefined) return this.lowered(lower, block);
+    return this.translate(block).then((v) => (v === HOLE ? HOLE : this.lowered(lower, v)));
   }
 
   /**
@@ -122,7 +143,8 @@ export class Mapping {
           continue;
         }
         const block = first + b;
-        const physical = block >= this.blockCount ? HOLE : this.map === undefined ? block : await this.translate(block);
+        let physical = block >= this.blockCount ? HOLE : this.physical(block);
+        if (typeof physical !== 'number') physical = await physical;
         if (physical === HOLE) {
           endRun();
           pool.view(frame, b * blockSize, blockSize).fill(0);
@@ -147,12 +169,18 @@ export class Mapping {
 
   private async translate(block: number): Promise<number> {
     const physical = await (this.map as BlockMap)(block);
-    if (physical !== HOLE && !(Number.isSafeInteger(physical) && physical >= 0 && physical < this.cache.deviceBlocks)) {
+    const limit = this.cache.volumeBlocks;
+    if (physical !== HOLE && !(Number.isSafeInteger(physical) && physical >= 0 && physical < limit)) {
       throw new RangeError(
         `block map of mapping ${this.id} returned ${describe(physical)} for block ${block}: ` +
-          `expected -1 (a hole) or an integer from 0 to ${this.cache.deviceBlocks - 1}`,
+          `expected -1 (a hole) or an integer from 0 to ${limit - 1}`,
       );
     }
     return physical;
+  }
+
+  /** The lower map is the volume's own (trusted): only a bug makes it name a block off the device. */
+  private lowered(lower: BlockMap, block: number): number | Promise<number> {
+    return lower(block);
   }
 }

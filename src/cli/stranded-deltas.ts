@@ -3,7 +3,7 @@ import type { Slab } from '../io/slab';
 import { allocBlocks } from '../journal/block-memory';
 import { LogRing } from '../journal/log-ring';
 import { DESCRIPTOR_MAGIC, decodeDescriptor, decodeDescriptorHeader, maxDeltaBlocks } from '../journal/log-record';
-import type { Superblock } from '../journal/superblock';
+import { VERSION_2, type Superblock } from '../journal/superblock';
 
 /**
  * Deltas logged *after* the point where the replay walk stopped.
@@ -54,7 +54,7 @@ export async function strandedDeltas(io: BlockIo, sb: Superblock, stop: number):
 async function validDescriptorAt(io: BlockIo, sb: Superblock, ring: LogRing, position: number, end: number, first: Buffer): Promise<StrandedDelta | undefined> {
   const B = sb.blockSize;
   // after: -1 accepts any delta number: what matters is that this lap's writer put a whole descriptor here.
-  const expected = { volumeId: sb.volumeId, position, after: -1 };
+  const expected = { volumeId: sb.volumeId, position, after: -1, redirects: sb.version === VERSION_2 };
   const header = decodeDescriptorHeader(first, B, maxDeltaBlocks(end - position, B), expected);
   if (!header.ok) return undefined;
   let slab: Slab | undefined;

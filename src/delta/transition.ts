@@ -5,7 +5,8 @@ import { Delta } from './delta';
 import { DeltaLock } from './lock';
 import { LoopTurns, loopTurn } from './loop-turns';
 import { deltaBefore, nextDelta, slotOf } from './number';
-import { writeout, type JournalStage, type WriteoutCounters } from './writeout';
+import { blockdirty, type Writer } from './fork';
+import { writeout, type JournalStage, type MetadataDirty, type WriteoutCounters } from './writeout';
 
 export interface DeltasOptions {
   readonly cache: Cache;
@@ -246,6 +247,23 @@ export class Deltas {
    * the oldest delta still writing has written (freeing pages), or undefined
    * when none is writing and waiting could only deadlock.
    */
+  /**
+   * The plan's way to change the volume's metadata (version 2: the block
+   * map) in a delta being written out: blockdirty in that closed delta.
+   * Plans run in delta order and only they write internal mappings, so a
+   * page is never dirty in a later delta than the one planning: it is
+   * written in place, or forked when an earlier delta's writeout reads it.
+   */
+  private metadataDirty(delta: Delta): MetadataDirty {
+    const writer: Writer = {
+      delta,
+      check: () => {
+        if (this.error) throw this.error;
+      },
+    };
+    return (mapping, block, overwrite) => blockdirty(this, writer, mapping, block, overwrite);
+  }
+
   whenWritten(): Promise<void> | undefined {
     const writing = this.inFlight.find((delta) => delta.homeWritesPending);
     return writing?.written.catch(() => undefined);
@@ -344,7 +362,7 @@ export class Deltas {
     );
     try {
       // With a journal this returns after the home writes, which come after durability.
-      await writeout(delta, previous, this.cache, this.counters, this.journal);
+      await writeout(delta, previous, this.cache, this.counters, this.journal, this.journal?.plan ? this.metadataDirty(delta) : undefined);
       if (delta.failure) this.fail(delta.failure);
     } finally {
       this.inFlight.splice(this.inFlight.indexOf(delta), 1);

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Cache } from '../cache/cache';
-import { HOLE } from '../cache/mapping';
+import { HOLE, type Mapping } from '../cache/mapping';
 import { dirtyIn } from '../cache/page';
 import { BlockforkError } from '../io/errors';
 import { writeRuns } from '../io/write-runs';
@@ -12,6 +12,21 @@ export interface DirtyBlock {
   readonly image: Uint8Array;
 }
 
+/** Where a delta's blocks go (version 2): logged (then home), or redirected (written once, to new homes). */
+export interface WritePlan {
+  /** Images for the log, then their home writes, sorted by home (home-area blocks). */
+  readonly logged: readonly DirtyBlock[];
+  /** Blocks written once to their new homes with the log records, sorted by home. */
+  readonly redirected: readonly DirtyBlock[];
+}
+
+/**
+ * Dirties a block of an internal mapping (the volume's block map) in the
+ * delta being written out, forking its page if an earlier delta's writeout
+ * still reads it, and returns a writable view (zero-filled if `overwrite`).
+ */
+export type MetadataDirty = (mapping: Mapping, block: number, overwrite: boolean) => Buffer | Promise<Buffer>;
+
 /**
  * What the writeout needs of a journal (`journal: true`): the volume adapts
  * the journal layer to it. Blocks come sorted by home; their images do not
@@ -19,10 +34,17 @@ export interface DirtyBlock {
  * front end forks before writing).
  */
 export interface JournalStage {
-  /** Throws when a delta of `count` blocks can never fit in the log. */
-  checkDeltaSize(delta: number, count: number): void;
-  /** Resolves once the images and a commit record are durable in the log, and every earlier delta's. */
-  log(delta: number, blocks: readonly DirtyBlock[]): Promise<void>;
+  /** Throws when a delta of `count` logged (and `redirected`) blocks can never fit in the log. */
+  checkDeltaSize(delta: number, count: number, redirected?: number): void;
+  /**
+   * Version 2: decides where the delta's blocks (by volume block, sorted)
+   * go, and changes the block map in the delta through `dirty`. Plans run
+   * one at a time, in delta order. Without it, every block is logged at
+   * its volume block.
+   */
+  plan?(delta: number, blocks: readonly DirtyBlock[], dirty: MetadataDirty): Promise<WritePlan>;
+  /** Resolves once the images, the redirected blocks and a commit record are durable, and every earlier delta's. */
+  log(delta: number, blocks: readonly DirtyBlock[], redirected?: readonly DirtyBlock[]): Promise<void>;
   /** Writes the images to their homes (after `log` resolved). */
   writeHome(blocks: readonly DirtyBlock[]): Promise<void>;
   /** The home writes of `delta` and of every delta before it have completed: its log space may be checkpointed. */
@@ -51,8 +73,9 @@ export interface WriteoutCounters {
  *
  * With a journal:
  *   1. collect (the log does not wait for the earlier delta's home writes:
- *      appends are serial in the journal, in delta order);
- *   2. log: images, descriptor, commit record, flush;
+ *      appends are serial in the journal, in delta order); version 2: the
+ *      plan redirects long runs and changes the block map in this delta;
+ *   2. log: images, descriptor, redirected blocks, commit record, flush;
  *   3. wait for the earlier delta to be logged: logged, `commit()` resolves;
  *   4. wait until the earlier delta's home writes have completed (so that a
  *      block both wrote ends with the later image), then home writes;
@@ -68,12 +91,13 @@ export async function writeout(
   cache: Cache,
   counters: WriteoutCounters,
   journal: JournalStage | undefined,
+  dirty?: MetadataDirty,
 ): Promise<void> {
   const start = performance.now();
   try {
     delta.state = 'writing';
     if (journal) {
-      await journaledWriteout(delta, previous, cache, counters, journal, start);
+      await journaledWriteout(delta, previous, cache, counters, journal, start, dirty);
       return;
     }
     if (previous) await previous.written;
@@ -104,11 +128,15 @@ async function journaledWriteout(
   counters: WriteoutCounters,
   journal: JournalStage,
   start: number,
+  dirty: MetadataDirty | undefined,
 ): Promise<void> {
-  const blocks = await collect(delta, cache);
-  if (blocks.length > 0) {
-    journal.checkDeltaSize(delta.number, blocks.length);
-    await journal.log(delta.number, blocks);
+  const collected = await collect(delta, cache);
+  let blocks: readonly DirtyBlock[] = collected;
+  let redirected: readonly DirtyBlock[] = [];
+  if (journal.plan && dirty && collected.length > 0) ({ logged: blocks, redirected } = await journal.plan(delta.number, collected, dirty));
+  if (blocks.length + redirected.length > 0) {
+    journal.checkDeltaSize(delta.number, blocks.length, redirected.length);
+    await journal.log(delta.number, blocks, redirected);
   }
   if (previous) await previous.durable;
   counters.deltasCommitted++;
@@ -117,24 +145,29 @@ async function journaledWriteout(
   if (previous) await previous.written;
   if (blocks.length > 0) await journal.writeHome(blocks);
   for (const mapping of delta.mappings) cache.written(mapping, delta.slot);
-  // Counted once at home: each block also went to the log, which the journal counts.
-  counters.bytesWritten += blocks.length * cache.blockSize;
+  // Counted once at home (or at their new homes): each logged block also went to the log, which the journal counts.
+  counters.bytesWritten += (blocks.length + redirected.length) * cache.blockSize;
   delta.markWritten();
   journal.homeWritten(delta.number);
 }
 
-/** The delta's dirty blocks, mapped to their homes and sorted by them. */
+/**
+ * The delta's dirty blocks, mapped to their homes (volume blocks: device
+ * blocks unless the volume has a block map, which the plan applies) and
+ * sorted by them. Internal mappings are the plan's own.
+ */
 async function collect(delta: Delta, cache: Cache): Promise<DirtyBlock[]> {
   const { pages, perPage } = cache;
   const state = dirtyIn(delta.slot);
   const blocks: DirtyBlock[] = [];
   for (const mapping of delta.mappings) {
+    if (mapping.internal) continue;
     for (const frame of mapping.dirty[delta.slot]) {
       const base = frame * perPage;
       const first = pages.index[frame] * perPage;
       for (let b = 0; b < perPage; b++) {
         if (pages.states[base + b] !== state) continue;
-        let home = mapping.physical(first + b);
+        let home = mapping.volumeBlock(first + b);
         if (typeof home !== 'number') home = await home;
         if (home === HOLE) {
           throw new BlockforkError('ERR_UNMAPPED_BLOCK', `block ${first + b} of mapping ${mapping.id} is dirty but its block map gives a hole`);

@@ -1,5 +1,7 @@
+import type { MapDirty } from './block-map';
 import type { DeltaJournal } from './delta-journal';
 import type { JournalBlock } from './home-area';
+import type { PlannedDelta, Redirector } from './redirect';
 
 /**
  * The journal as the writeout pipeline drives it (the volume hands this to
@@ -15,6 +17,12 @@ import type { JournalBlock } from './home-area';
  * Delta numbers: the cache counts deltas in 32 bits that wrap (number.ts);
  * the log records them in 64. The deltas alive at once are a few apart, so
  * the full number is the newest one seen plus the signed 32-bit distance.
+ *
+ * Version 2 adds a third reason to checkpoint: the reserve. A block a delta
+ * redirects frees its old physical block only once a checkpoint covers the
+ * delta; when less than half the reserve is free and frees are pending, the
+ * next delta at home is checkpointed, and a plan that cannot allocate its
+ * runs waits for that checkpoint (`checkpointSoon`).
  */
 export class JournalPipeline {
   /**
@@ -31,6 +39,14 @@ export class JournalPipeline {
   private lastFull: number;
   private checkpointsTaken = 0;
   private pressureWaits = 0;
+  /** Version 2: the plan of each delta's blocks; set by the volume once its cache exists. */
+  private redirector: Redirector | undefined;
+  /** Physical blocks beyond the volume's (version 2). */
+  private reserve = 0;
+  /** Plans run one at a time, in delta order. */
+  private plans: Promise<unknown> = Promise.resolve();
+  /** Plans waiting for a checkpoint to free reserve. */
+  private reserveWaiters: (() => void)[] = [];
 
   constructor(private readonly journal: DeltaJournal) {
     this.atHome = this.checkpointAsked = this.lastFull = journal.lastDurableDelta;
@@ -45,12 +61,32 @@ export class JournalPipeline {
     return this.lastFull + 1;
   }
 
-  checkDeltaSize(delta: number, count: number): void {
-    this.journal.checkDeltaSize(this.full(delta), count);
+  /** Version 2: redirect-on-write through this plan from now on. */
+  redirectWith(redirector: Redirector, reserveBlocks: number): void {
+    this.redirector = redirector;
+    this.reserve = reserveBlocks;
   }
 
-  log(delta: number, blocks: readonly JournalBlock[]): Promise<void> {
-    return this.journal.appendDelta(this.full(delta), blocks);
+  get redirects(): Redirector | undefined {
+    return this.redirector;
+  }
+
+  checkDeltaSize(delta: number, count: number, redirected = 0): void {
+    this.journal.checkDeltaSize(this.full(delta), count, redirected);
+  }
+
+  /** Where each block goes (version 2; in version 1 every block is logged at its volume block). */
+  plan(delta: number, blocks: readonly JournalBlock[], dirty: MapDirty): Promise<PlannedDelta> {
+    const redirector = this.redirector;
+    if (redirector === undefined) return Promise.resolve({ logged: blocks.slice(), redirected: [] });
+    const full = this.full(delta);
+    const run = this.plans.then(() => redirector.plan(full, blocks, dirty));
+    this.plans = run.catch(() => undefined);
+    return run;
+  }
+
+  log(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalBlock[] = []): Promise<void> {
+    return this.journal.appendDelta(this.full(delta), blocks, redirected);
   }
 
   writeHome(blocks: readonly JournalBlock[]): Promise<void> {
@@ -67,6 +103,7 @@ export class JournalPipeline {
     try {
       if (this.journal.failure === undefined && this.checkpointable() > this.journal.checkpointedDelta) {
         await this.journal.checkpoint(this.checkpointable());
+        this.checkpointed();
       }
     } finally {
       await this.journal.close();
@@ -82,17 +119,62 @@ export class JournalPipeline {
       checkpoints: this.checkpointsTaken,
       logFullWaits: this.pressureWaits,
       logFullWaitMs: this.journal.waitedForSpaceMs,
+      redirect: this.redirectStats(),
     };
+  }
+
+  private redirectStats(): RedirectStats | undefined {
+    const redirector = this.redirector;
+    if (redirector === undefined) return undefined;
+    const { allocator, counters } = redirector;
+    return {
+      ...counters,
+      reserveBlocks: this.reserve,
+      freeBlocks: allocator.free,
+      pendingFreeBlocks: allocator.pending,
+    };
+  }
+
+  /** Asks for a checkpoint of what is at home; resolves once one completed, or the journal failed. */
+  checkpointSoon(): Promise<void> {
+    if (this.journal.failure !== undefined) return Promise.resolve();
+    const done = new Promise<void>((resolve) => this.reserveWaiters.push(resolve));
+    this.maybeCheckpoint();
+    return done;
+  }
+
+  private reserveLow(): boolean {
+    const allocator = this.redirector?.allocator;
+    if (allocator === undefined || allocator.pending === 0) return false;
+    return this.reserveWaiters.length > 0 || allocator.free * 2 < this.reserve;
   }
 
   private maybeCheckpoint(): void {
     const space = this.journal.space();
     const delta = this.checkpointable();
     if (delta <= this.checkpointAsked || this.journal.failure !== undefined) return;
-    if (space.wanted === 0 && space.used * 2 <= space.capacity) return;
+    if (space.wanted === 0 && space.used * 2 <= space.capacity && !this.reserveLow()) return;
     this.checkpointAsked = delta;
     this.checkpointsTaken++;
-    this.journal.checkpoint(delta).catch((error: unknown) => this.onFailure?.(error instanceof Error ? error : new Error(String(error))));
+    this.journal.checkpoint(delta).then(
+      () => this.checkpointed(),
+      (error: unknown) => {
+        this.wakeReserveWaiters();
+        this.onFailure?.(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  }
+
+  /** A checkpoint is durable: the frees of the deltas it covers are free now. */
+  private checkpointed(): void {
+    this.redirector?.allocator.checkpointed(this.journal.checkpointedDelta);
+    this.wakeReserveWaiters();
+  }
+
+  private wakeReserveWaiters(): void {
+    const waiters = this.reserveWaiters;
+    this.reserveWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** A checkpoint may name only a delta both at home and appended (an empty delta after the last append was not). */
@@ -120,4 +202,23 @@ export interface JournalStats {
   readonly logFullWaits: number;
   /** Milliseconds appends waited for log space, summed. */
   readonly logFullWaitMs: number;
+  /** Version 2: where the blocks went; undefined in version 1. */
+  readonly redirect: RedirectStats | undefined;
+}
+
+export interface RedirectStats {
+  /** Data blocks written once, to new physical blocks. */
+  readonly redirectedBlocks: number;
+  /** Data blocks logged whole (short runs, or no room in the reserve). */
+  readonly loggedBlocks: number;
+  /** Map and summary blocks logged. */
+  readonly mapBlocksLogged: number;
+  /** Times a delta's plan waited for a checkpoint to free reserve. */
+  readonly reserveWaits: number;
+  /** Physical blocks beyond the volume's. */
+  readonly reserveBlocks: number;
+  /** Physical blocks allocatable now. */
+  readonly freeBlocks: number;
+  /** Physical blocks freed by deltas not checkpointed yet. */
+  readonly pendingFreeBlocks: number;
 }

@@ -62,17 +62,19 @@ export interface DeltaJournal {
   /** Called when an append waits for log space: checkpoint the newest delta whose home writes completed. */
   onPressure: ((pressure: LogPressure) => void) | undefined;
 
-  /** Throws ERR_DELTA_TOO_LARGE when a delta of `count` blocks can never fit in the log. */
-  checkDeltaSize(delta: number, count: number): void;
+  /** Throws ERR_DELTA_TOO_LARGE when a delta of `count` logged (and `redirected`) blocks can never fit in the log. */
+  checkDeltaSize(delta: number, count: number, redirected?: number): void;
   /**
    * Makes delta `delta` durable in the log: resolves once its images,
    * descriptor and commit record are on stable storage, and every earlier
    * appended delta's too. `blocks` are sorted by strictly ascending home,
    * each image blockSize bytes of aligned memory (slab pages) that must not
    * change until the home writes complete. Delta numbers strictly increase;
-   * gaps (empty deltas that were not appended) are allowed.
+   * gaps (empty deltas that were not appended) are allowed. `redirected`
+   * (version 2): blocks written once, to their new homes in the physical
+   * area, in the same batch; the descriptor holds their checksums.
    */
-  appendDelta(delta: number, blocks: readonly JournalBlock[]): Promise<void>;
+  appendDelta(delta: number, blocks: readonly JournalBlock[], redirected?: readonly JournalBlock[]): Promise<void>;
   /** The vectored writes that put `blocks` at home; submit them only after appendDelta resolved. */
   homeRequests(blocks: readonly JournalBlock[]): IoRequest[];
   /** Runs homeRequests(blocks); a failure fails the journal. */

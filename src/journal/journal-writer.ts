@@ -40,7 +40,7 @@ import { homeRequests, type JournalBlock } from './home-area';
 import { LogRing } from './log-ring';
 import { descriptorBlocks, encodeCommit, encodeDescriptor, logBlocksFor, maxDeltaBlocks } from './log-record';
 import { replayJournal, type JournalReport } from './replay';
-import { writeSuperblock, type Superblock } from './superblock';
+import { homeBlocks, writeSuperblock, type Superblock } from './superblock';
 
 export interface OpenedJournal {
   readonly journal: JournalWriter;
@@ -59,6 +59,10 @@ export class JournalWriter implements DeltaJournal {
   readonly blockSize: number;
   readonly blockCount: number;
   readonly maxDeltaBlocks: number;
+  /** Blocks of the home area, which homes index (the data area in version 1). */
+  readonly homeBlocks: number;
+  /** Version 2: the first home block of the physical area, where redirected blocks go. */
+  readonly physicalStart: number;
 
   private superblock: Superblock;
   private readonly ring: LogRing;
@@ -91,6 +95,8 @@ export class JournalWriter implements DeltaJournal {
     this.blockSize = superblock.blockSize;
     this.blockCount = superblock.blockCount;
     this.maxDeltaBlocks = maxDeltaBlocks(superblock.logBlocks, superblock.blockSize);
+    this.homeBlocks = homeBlocks(superblock);
+    this.physicalStart = superblock.summaryBlocks + superblock.mapBlocks;
     this.ring = new LogRing(superblock.logStart, superblock.logBlocks, superblock.blockSize);
     this.head = this.tail = superblock.replayPosition;
     this.queuedDelta = this.durableDelta = superblock.checkpointDelta;
@@ -137,20 +143,22 @@ export class JournalWriter implements DeltaJournal {
     return { capacity: this.superblock.logBlocks, used, free: this.superblock.logBlocks - used, wanted: this.wanted };
   }
 
-  checkDeltaSize(delta: number, count: number): void {
-    if (count > this.maxDeltaBlocks) {
+  checkDeltaSize(delta: number, count: number, redirected = 0): void {
+    const needed = logBlocksFor(count, this.blockSize, redirected);
+    if (needed > this.superblock.logBlocks) {
+      const what = redirected > 0 ? `${count} logged and ${redirected} redirected blocks` : `${count} blocks`;
       throw new BlockforkError(
         'ERR_DELTA_TOO_LARGE',
-        `delta ${delta} has ${count} blocks and needs ${logBlocksFor(count, this.blockSize)} log blocks, but the log holds ${this.superblock.logBlocks} ` +
+        `delta ${delta} has ${what} and needs ${needed} log blocks, but the log holds ${this.superblock.logBlocks} ` +
           `(at most ${this.maxDeltaBlocks} blocks per delta): commit more often, or format the volume with a larger log`,
       );
     }
   }
 
-  appendDelta(delta: number, blocks: readonly JournalBlock[]): Promise<void> {
+  appendDelta(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalBlock[] = []): Promise<void> {
     try {
       this.checkUsable();
-      this.checkAppend(delta, blocks);
+      this.checkAppend(delta, blocks, redirected);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -159,7 +167,11 @@ export class JournalWriter implements DeltaJournal {
     const homes = blocks.map((b) => b.home);
     const checksums = blocks.map((b) => crc32c(b.image));
     const images = blocks.map((b) => b.image);
-    const run = this.appends.then(() => this.append(delta, homes, checksums, images));
+    for (const b of redirected) {
+      homes.push(b.home);
+      checksums.push(crc32c(b.image));
+    }
+    const run = this.appends.then(() => this.append(delta, homes, checksums, images, redirected));
     this.appends = run.catch(() => undefined);
     return run;
   }
@@ -202,20 +214,28 @@ export class JournalWriter implements DeltaJournal {
     return this.closing;
   }
 
-  private async append(delta: number, homes: number[], checksums: number[], images: Uint8Array[]): Promise<void> {
+  /**
+   * Writes one delta: its records to the log and its redirected blocks to
+   * the physical area, all in one batch, then one flush. The redirected
+   * blocks need no order of their own: the descriptor holds their
+   * checksums, and replay checks them (replay.ts).
+   */
+  private async append(delta: number, homes: number[], checksums: number[], images: Uint8Array[], redirected: readonly JournalBlock[]): Promise<void> {
     if (this.failed) throw this.failedError();
     const B = this.blockSize;
-    const total = logBlocksFor(homes.length, B);
+    const count = images.length;
+    const total = logBlocksFor(count, B, redirected.length);
     await this.waitForSpace(delta, total);
     const position = this.head;
-    const d = descriptorBlocks(homes.length, B);
+    const d = descriptorBlocks(count, B, redirected.length);
     const scratch = this.scratchPages(d + 1);
     const descriptor = Buffer.from(scratch.memory, 0, d * B);
     const commit = Buffer.from(scratch.memory, d * B, B);
     const volumeId = this.superblock.volumeId;
-    const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, checksums, B, descriptor);
-    encodeCommit({ volumeId, position, delta, count: homes.length, descriptorCrc, totalBlocks: total }, commit);
+    const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, checksums, B, descriptor, redirected.length);
+    encodeCommit({ volumeId, position, delta, count, descriptorCrc, totalBlocks: total }, commit);
     let requests = this.ring.requests('write', position, [descriptor, ...images, commit]);
+    if (redirected.length > 0) requests = requests.concat(this.homeRequests(redirected));
     // A delta that goes out as one request (it does not wrap, and has few images) is written
     // with RWF_DSYNC: durable when it completes, one round trip instead of a write and a flush.
     const durableWrite = requests.length === 1;
@@ -278,24 +298,31 @@ export class JournalWriter implements DeltaJournal {
     this.wake();
   }
 
-  private checkAppend(delta: number, blocks: readonly JournalBlock[]): void {
+  private checkAppend(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalBlock[]): void {
     if (!Number.isSafeInteger(delta) || delta <= this.queuedDelta) {
       throw new RangeError(`delta must be an integer greater than ${this.queuedDelta} (deltas are appended in order), got ${describe(delta)}`);
     }
     if (!Array.isArray(blocks)) throw new TypeError(`blocks must be an array, got ${describe(blocks)}`);
-    this.checkDeltaSize(delta, blocks.length);
+    if (!Array.isArray(redirected)) throw new TypeError(`redirected must be an array, got ${describe(redirected)}`);
+    if (redirected.length > 0 && this.superblock.version !== 2) throw new RangeError('only a volume of version 2 redirects blocks');
+    this.checkDeltaSize(delta, blocks.length, redirected.length);
+    this.checkBlocks('blocks', blocks, 0);
+    this.checkBlocks('redirected', redirected, this.physicalStart);
+  }
+
+  private checkBlocks(name: string, blocks: readonly JournalBlock[], lowest: number): void {
     let previous = -1;
     for (let i = 0; i < blocks.length; i++) {
       const b: unknown = blocks[i];
-      if (typeof b !== 'object' || b === null) throw new TypeError(`blocks[${i}] must be { home, image }, got ${describe(b)}`);
+      if (typeof b !== 'object' || b === null) throw new TypeError(`${name}[${i}] must be { home, image }, got ${describe(b)}`);
       const { home, image } = b as JournalBlock;
-      if (!Number.isSafeInteger(home) || home < 0 || home >= this.blockCount) {
-        throw new RangeError(`blocks[${i}].home must be an integer from 0 to ${this.blockCount - 1}, got ${describe(home)}`);
+      if (!Number.isSafeInteger(home) || home < lowest || home >= this.homeBlocks) {
+        throw new RangeError(`${name}[${i}].home must be an integer from ${lowest} to ${this.homeBlocks - 1}, got ${describe(home)}`);
       }
-      if (home <= previous) throw new RangeError(`blocks must be sorted by strictly ascending home: blocks[${i}].home ${home} follows ${previous}`);
+      if (home <= previous) throw new RangeError(`${name} must be sorted by strictly ascending home: ${name}[${i}].home ${home} follows ${previous}`);
       previous = home;
       if (!(image instanceof Uint8Array) || image.byteLength !== this.blockSize) {
-        throw new TypeError(`blocks[${i}].image must be a Uint8Array of ${this.blockSize} bytes, got ${describe(image)}`);
+        throw new TypeError(`${name}[${i}].image must be a Uint8Array of ${this.blockSize} bytes, got ${describe(image)}`);
       }
     }
   }

@@ -18,9 +18,11 @@
  *    24    8 delta
  *    32    4 count      images that follow (n)
  *    36    4 blocks     descriptor blocks (d)
- *    40    4 flags      0
- *    44    4 crc32c     of bytes 0..43 then of the n entries
- *    48 12·n entries:   home u64 (data-area block), crc32c u32 of the image
+ *    40    4 redirected r: version 2, entries of blocks written in place of
+ *                       the log (redirected, no image here); version 1: 0
+ *    44    4 crc32c     of bytes 0..43 then of the n + r entries
+ *    48 12·(n+r) entries: home u64 (home-area block), crc32c u32 of the block;
+ *                       the n logged images first, then the r redirected blocks
  *
  * Commit record:
  *   off size field
@@ -30,7 +32,7 @@
  *    24    8 delta
  *    32    4 count
  *    36    4 descriptorCrc  the descriptor's crc32c (which covers every image's)
- *    40    4 totalBlocks    d + n + 1
+ *    40    4 totalBlocks    d + n + 1 (log blocks; d counts the r entries too)
  *    44    4 crc32c         of bytes 0..43
  *
  * The rest of every record block is zero. Each header and its checksum lie
@@ -43,6 +45,8 @@ export const COMMIT_MAGIC = Buffer.from('bfcommit', 'latin1');
 export const DESCRIPTOR_HEADER_BYTES = 48;
 export const DESCRIPTOR_ENTRY_BYTES = 12;
 export const COMMIT_BYTES = 48;
+/** Redirected entries one descriptor may hold (a bound on what a damaged header can make replay allocate). */
+export const MAX_REDIRECTED = 1 << 24;
 
 export interface DescriptorHeader {
   readonly volumeId: bigint;
@@ -50,9 +54,12 @@ export interface DescriptorHeader {
   readonly delta: number;
   readonly count: number;
   readonly blocks: number;
+  /** Entries of redirected blocks after the images' (version 2; 0 in version 1). */
+  readonly redirected: number;
 }
 
 export interface Descriptor extends DescriptorHeader {
+  /** count + redirected entries: the logged images' homes, then the redirected blocks'. */
   readonly homes: readonly number[];
   readonly checksums: readonly number[];
   /** The descriptor's own crc32c, which the commit record repeats. */
@@ -86,15 +93,17 @@ export interface Expected {
   readonly position: number;
   /** The delta must be greater than this one. */
   readonly after: number;
+  /** Version 2: descriptors may list redirected blocks (default false). */
+  readonly redirects?: boolean;
 }
 
-export function descriptorBlocks(count: number, blockSize: number): number {
-  return Math.ceil((DESCRIPTOR_HEADER_BYTES + count * DESCRIPTOR_ENTRY_BYTES) / blockSize);
+export function descriptorBlocks(count: number, blockSize: number, redirected = 0): number {
+  return Math.ceil((DESCRIPTOR_HEADER_BYTES + (count + redirected) * DESCRIPTOR_ENTRY_BYTES) / blockSize);
 }
 
-/** Log blocks one delta of `count` images takes: descriptor, images, commit. */
-export function logBlocksFor(count: number, blockSize: number): number {
-  return descriptorBlocks(count, blockSize) + count + 1;
+/** Log blocks one delta of `count` images (and `redirected` blocks written elsewhere) takes: descriptor, images, commit. */
+export function logBlocksFor(count: number, blockSize: number, redirected = 0): number {
+  return descriptorBlocks(count, blockSize, redirected) + count + 1;
 }
 
 /** The most images one delta can have in a log of `logBlocks`. */
@@ -105,20 +114,23 @@ export function maxDeltaBlocks(logBlocks: number, blockSize: number): number {
 }
 
 /**
- * Encodes the descriptor into `target` (descriptorBlocks(count) blocks of
- * contiguous memory) and returns its crc32c.
+ * Encodes the descriptor into `target` (descriptorBlocks(count, redirected)
+ * blocks of contiguous memory) and returns its crc32c. `homes` and
+ * `checksums` list the images, then the `redirected` blocks.
  */
 export function encodeDescriptor(
-  header: Omit<DescriptorHeader, 'count' | 'blocks'>,
+  header: Omit<DescriptorHeader, 'count' | 'blocks' | 'redirected'>,
   homes: readonly number[],
   checksums: readonly number[],
   blockSize: number,
   target: Uint8Array,
+  redirected = 0,
 ): number {
-  const count = homes.length;
-  const length = DESCRIPTOR_HEADER_BYTES + count * DESCRIPTOR_ENTRY_BYTES;
-  const blocks = descriptorBlocks(count, blockSize);
-  if (target.byteLength !== blocks * blockSize) throw new RangeError(`a descriptor of ${count} images takes ${blocks * blockSize} bytes, got ${target.byteLength}`);
+  const entries = homes.length;
+  const count = entries - redirected;
+  const length = DESCRIPTOR_HEADER_BYTES + entries * DESCRIPTOR_ENTRY_BYTES;
+  const blocks = descriptorBlocks(count, blockSize, redirected);
+  if (target.byteLength !== blocks * blockSize) throw new RangeError(`a descriptor of ${entries} entries takes ${blocks * blockSize} bytes, got ${target.byteLength}`);
   target.fill(0);
   const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
   target.set(DESCRIPTOR_MAGIC, 0);
@@ -127,7 +139,8 @@ export function encodeDescriptor(
   view.setBigUint64(24, BigInt(header.delta), true);
   view.setUint32(32, count, true);
   view.setUint32(36, blocks, true);
-  for (let i = 0; i < count; i++) {
+  view.setUint32(40, redirected, true);
+  for (let i = 0; i < entries; i++) {
     const at = DESCRIPTOR_HEADER_BYTES + i * DESCRIPTOR_ENTRY_BYTES;
     view.setBigUint64(at, BigInt(homes[i]), true);
     view.setUint32(at + 8, checksums[i], true);
@@ -155,8 +168,11 @@ export function decodeDescriptorHeader(first: Uint8Array, blockSize: number, max
   const delta = Number(view.getBigUint64(24, true));
   const count = view.getUint32(32, true);
   const blocks = view.getUint32(36, true);
-  if (count > maxCount || blocks !== descriptorBlocks(count, blockSize)) {
-    return { ok: false, kind: 'torn', reason: `descriptor at ${at} is damaged: ${count} images in ${blocks} blocks cannot be` };
+  // Version 1 has flags here, 0; decodeDescriptor refuses anything else once the checksum holds.
+  const redirected = expected.redirects === true ? view.getUint32(40, true) : 0;
+  if (count > maxCount || redirected > MAX_REDIRECTED || blocks !== descriptorBlocks(count, blockSize, redirected)) {
+    const what = redirected > 0 ? `${count} images and ${redirected} redirected blocks` : `${count} images`;
+    return { ok: false, kind: 'torn', reason: `descriptor at ${at} is damaged: ${what} in ${blocks} blocks cannot be` };
   }
   if (volumeId !== expected.volumeId) {
     return { ok: false, kind: 'end', reason: `descriptor at ${at} is from another format of this device (volume id ${volumeId.toString(16)})` };
@@ -164,25 +180,28 @@ export function decodeDescriptorHeader(first: Uint8Array, blockSize: number, max
   if (position !== expected.position) {
     return { ok: false, kind: 'end', reason: `descriptor at ${at} is a stale one from position ${position} (an earlier lap of the ring)` };
   }
-  return { ok: true, value: { volumeId, position, delta, count, blocks } };
+  return { ok: true, value: { volumeId, position, delta, count, blocks, redirected } };
 }
 
 /** Decodes the whole descriptor (all its blocks, contiguous) and checks its checksum and delta number. */
 export function decodeDescriptor(bytes: Uint8Array, header: DescriptorHeader, expected: Expected): Decoded<Descriptor> {
-  const length = DESCRIPTOR_HEADER_BYTES + header.count * DESCRIPTOR_ENTRY_BYTES;
+  const entries = header.count + header.redirected;
+  const length = DESCRIPTOR_HEADER_BYTES + entries * DESCRIPTOR_ENTRY_BYTES;
   const view = new DataView(bytes.buffer, bytes.byteOffset, length);
   const stored = view.getUint32(44, true);
   const computed = descriptorCrc(bytes, length);
   if (stored !== computed) {
     return { ok: false, kind: 'torn', reason: `descriptor at log position ${header.position} fails its checksum (torn or damaged)` };
   }
-  if (view.getUint32(40, true) !== 0) return { ok: false, kind: 'torn', reason: `descriptor at log position ${header.position} has unknown flags` };
+  if (expected.redirects !== true && view.getUint32(40, true) !== 0) {
+    return { ok: false, kind: 'torn', reason: `descriptor at log position ${header.position} has unknown flags` };
+  }
   if (header.delta <= expected.after) {
     return { ok: false, kind: 'torn', reason: `descriptor at log position ${header.position} is for delta ${header.delta}, not after delta ${expected.after}` };
   }
-  const homes: number[] = new Array(header.count);
-  const checksums: number[] = new Array(header.count);
-  for (let i = 0; i < header.count; i++) {
+  const homes: number[] = new Array(entries);
+  const checksums: number[] = new Array(entries);
+  for (let i = 0; i < entries; i++) {
     const at = DESCRIPTOR_HEADER_BYTES + i * DESCRIPTOR_ENTRY_BYTES;
     homes[i] = Number(view.getBigUint64(at, true));
     checksums[i] = view.getUint32(at + 8, true);
@@ -223,7 +242,7 @@ export function checkCommit(bytes: Uint8Array, descriptor: Descriptor, blockSize
     record.delta !== descriptor.delta ||
     record.count !== descriptor.count ||
     record.descriptorCrc !== descriptor.crc ||
-    record.totalBlocks !== logBlocksFor(descriptor.count, blockSize)
+    record.totalBlocks !== logBlocksFor(descriptor.count, blockSize, descriptor.redirected)
   ) {
     return { ok: false, kind: 'torn', reason: `${at} belongs to another delta (delta ${record.delta} at position ${record.position})` };
   }

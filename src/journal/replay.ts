@@ -9,6 +9,15 @@
  * writes before the previous delta is durable, so nothing after a torn
  * delta can have been acknowledged.
  *
+ * Version 2: a delta's redirected blocks went to the physical area, not the
+ * log, in the same batch as its records; their checksums are in the
+ * descriptor. They are read back and checked only for the last delta of the
+ * walk: a delta followed by another whose records are whole was durable
+ * (the writer issues a delta's writes only once the one before it is), so
+ * a delta is visited (written home) only once the next one's records check
+ * or its own redirected blocks do. A last delta whose redirected blocks did
+ * not all reach the disk is torn like any other: ignored, never acknowledged.
+ *
  * Replay writes only home blocks and, at the end, the superblock; it never
  * writes the log. So a crash during replay leaves the log as it was, and the
  * next replay starts from the same checkpoint and writes the same images
@@ -37,14 +46,16 @@ import {
   type Descriptor,
   type RecordFault,
 } from './log-record';
-import { readSuperblock, writeSuperblock, type Superblock, type SuperblockCopy } from './superblock';
+import { homeBlocks, readSuperblock, writeSuperblock, VERSION_2, type Superblock, type SuperblockCopy } from './superblock';
 
 export interface ReplayedDelta {
   readonly delta: number;
   /** Log position of its descriptor. */
   readonly position: number;
-  /** Home blocks, ascending. */
+  /** Home blocks of its logged images, ascending. */
   readonly homes: readonly number[];
+  /** Home blocks it wrote in place of the log (version 2: redirected), ascending. */
+  readonly redirected: readonly number[];
 }
 
 export interface JournalReport {
@@ -82,7 +93,7 @@ export async function replayJournal(io: BlockIo): Promise<ReplayResult> {
   const sb = found.superblock;
   const report = await walkLog(io, found.superblock, found.copies, async (_descriptor, blocks, slab) => {
     try {
-      await io.run(homeRequests(sb.dataStart, sb.blockSize, blocks));
+      if (blocks.length > 0) await io.run(homeRequests(sb.dataStart, sb.blockSize, blocks));
     } finally {
       slab.release();
     }
@@ -120,65 +131,136 @@ async function walkLog(io: BlockIo, sb: Superblock, copies: readonly SuperblockC
   const deltas: ReplayedDelta[] = [];
   let position = sb.replayPosition;
   let last = sb.checkpointDelta;
+  // The delta read last, not visited yet: it is durable once the next one's records check (see the header).
+  let pending: { read: DeltaRead; position: number; before: number } | undefined;
   const probe = allocBlocks(B, 1);
   try {
     for (;;) {
-      const stop = await readDelta(io, sb, ring, probe, position, last, visit);
-      if (stop.fault !== undefined) {
-        return { superblock: sb, copies, deltas, stop: { ...stop.fault, position }, endPosition: position, lastDelta: last };
+      const step = await readDelta(io, sb, ring, probe, position, last);
+      if (step.fault !== undefined) {
+        let fault = step.fault;
+        if (pending !== undefined) {
+          const torn = await redirectedFault(io, sb, pending.read.descriptor, pending.position);
+          if (torn === undefined) {
+            await visitRead(pending.read, visit);
+          } else {
+            pending.read.slab.release();
+            deltas.pop();
+            fault = torn;
+            position = pending.position;
+            last = pending.before;
+          }
+        }
+        return { superblock: sb, copies, deltas, stop: { ...fault, position }, endPosition: position, lastDelta: last };
       }
-      const { descriptor } = stop;
-      deltas.push({ delta: descriptor.delta, position, homes: descriptor.homes });
-      position += logBlocksFor(descriptor.count, B);
+      if (pending !== undefined) await visitRead(pending.read, visit);
+      const { descriptor } = step.read;
+      deltas.push({
+        delta: descriptor.delta,
+        position,
+        homes: descriptor.homes.slice(0, descriptor.count),
+        redirected: descriptor.homes.slice(descriptor.count),
+      });
+      pending = { read: step.read, position, before: last };
+      position += logBlocksFor(descriptor.count, B, descriptor.redirected);
       last = descriptor.delta;
     }
+  } catch (error) {
+    pending?.read.slab.release();
+    throw error;
   } finally {
     probe.release();
   }
 }
 
-type Step = { fault: RecordFault; descriptor?: undefined } | { fault?: undefined; descriptor: Descriptor };
+interface DeltaRead {
+  readonly descriptor: Descriptor;
+  readonly blocks: JournalBlock[];
+  /** Holds the images; the visit releases it (or keeps it, in memory). */
+  readonly slab: Slab;
+}
 
-/** Reads, checks and visits the delta at `position`, or says why there is none. */
-async function readDelta(io: BlockIo, sb: Superblock, ring: LogRing, probe: Slab, position: number, after: number, visit: Visit): Promise<Step> {
+async function visitRead(read: DeltaRead, visit: Visit): Promise<void> {
+  await visit(read.descriptor, read.blocks, read.slab);
+}
+
+/** Blocks read at once when a delta's redirected blocks are checked. */
+const CHECK_CHUNK_BLOCKS = 256;
+
+/** Reads a delta's redirected blocks back and checks each against the descriptor: a fault if one did not reach the disk. */
+async function redirectedFault(io: BlockIo, sb: Superblock, descriptor: Descriptor, position: number): Promise<RecordFault | undefined> {
+  if (descriptor.redirected === 0) return undefined;
+  const B = sb.blockSize;
+  const chunk = allocBlocks(B, Math.min(CHECK_CHUNK_BLOCKS, descriptor.redirected));
+  try {
+    for (let from = descriptor.count; from < descriptor.homes.length; from += CHECK_CHUNK_BLOCKS) {
+      const to = Math.min(from + CHECK_CHUNK_BLOCKS, descriptor.homes.length);
+      const blocks: JournalBlock[] = [];
+      for (let i = from; i < to; i++) blocks.push({ home: descriptor.homes[i], image: chunk.page(i - from) });
+      await io.run(homeRequests(sb.dataStart, B, blocks).map((r) => ({ ...r, op: 'read' as const })));
+      for (let i = from; i < to; i++) {
+        if (crc32c(chunk.page(i - from)) !== descriptor.checksums[i]) {
+          return {
+            kind: 'torn',
+            reason: `redirected block ${i - descriptor.count} (home block ${descriptor.homes[i]}) of delta ${descriptor.delta} at log position ${position} fails its checksum: it did not reach the disk`,
+          };
+        }
+      }
+    }
+    return undefined;
+  } finally {
+    chunk.release();
+  }
+}
+
+type Step = { fault: RecordFault; read?: undefined } | { fault?: undefined; read: DeltaRead };
+
+/** Reads and checks the delta at `position` (its records, not its redirected blocks), or says why there is none. */
+async function readDelta(io: BlockIo, sb: Superblock, ring: LogRing, probe: Slab, position: number, after: number): Promise<Step> {
   const B = sb.blockSize;
   // Live records never span more than one lap from the checkpoint.
   const remaining = sb.logBlocks - (position - sb.replayPosition);
   if (remaining < logBlocksFor(0, B)) return { fault: { kind: 'end', reason: `the log is full up to position ${position}` } };
-  const expected = { volumeId: sb.volumeId, position, after };
+  const expected = { volumeId: sb.volumeId, position, after, redirects: sb.version === VERSION_2 };
   const first = probe.page(0);
   await io.run(ring.requests('read', position, [first]));
   const header = decodeDescriptorHeader(first, B, maxDeltaBlocks(remaining, B), expected);
   if (!header.ok) return { fault: header };
-  const { count, blocks: d, delta } = header.value;
-  const total = logBlocksFor(count, B);
+  const { count, blocks: d, delta, redirected } = header.value;
+  const total = logBlocksFor(count, B, redirected);
+  if (total > remaining) return { fault: { kind: 'torn', reason: `delta ${delta} at log position ${position} would take ${total} log blocks, more than the ${remaining} left` } };
   const slab = allocBlocks(B, total);
-  let visited = false;
+  let kept = false;
   try {
     const whole = Buffer.from(slab.memory, 0, total * B);
     await io.run(ring.requests('read', position, [whole]));
     const decoded = decodeDescriptor(whole.subarray(0, d * B), header.value, expected);
     if (!decoded.ok) return { fault: decoded };
     const descriptor = decoded.value;
+    const home = homeBlocks(sb);
+    // Redirected blocks live in the physical area, after the map summary and the map.
+    const physicalStart = sb.summaryBlocks + sb.mapBlocks;
+    for (let i = 0; i < descriptor.homes.length; i++) {
+      const h = descriptor.homes[i];
+      const ordered = i === 0 || i === count || h > descriptor.homes[i - 1];
+      if (h >= home || !ordered || (i >= count && h < physicalStart)) {
+        return { fault: { kind: 'torn', reason: `delta ${delta} at log position ${position} names home block ${h}, outside its area or out of order` } };
+      }
+    }
     const blocks: JournalBlock[] = new Array(count);
     for (let i = 0; i < count; i++) {
-      const home = descriptor.homes[i];
-      if (home >= sb.blockCount || (i > 0 && home <= descriptor.homes[i - 1])) {
-        return { fault: { kind: 'torn', reason: `delta ${delta} at log position ${position} names home block ${home}, outside the data area or out of order` } };
-      }
       const image = whole.subarray((d + i) * B, (d + i + 1) * B);
       const crc = crc32c(image);
       if (crc !== descriptor.checksums[i]) {
-        return { fault: { kind: 'torn', reason: `image ${i} (home block ${home}) of delta ${delta} at log position ${position + d + i} fails its checksum` } };
+        return { fault: { kind: 'torn', reason: `image ${i} (home block ${descriptor.homes[i]}) of delta ${delta} at log position ${position + d + i} fails its checksum` } };
       }
-      blocks[i] = { home, image };
+      blocks[i] = { home: descriptor.homes[i], image };
     }
     const commit = checkCommit(whole.subarray((total - 1) * B), descriptor, B);
     if (!commit.ok) return { fault: commit };
-    visited = true;
-    await visit(descriptor, blocks, slab);
-    return { descriptor };
+    kept = true;
+    return { read: { descriptor, blocks, slab } };
   } finally {
-    if (!visited) slab.release();
+    if (!kept) slab.release();
   }
 }

@@ -12,7 +12,7 @@
  *
  *   off size field
  *     0    8 magic            "blkfork\0"
- *     8    4 version          FORMAT_VERSION
+ *     8    4 version          1 or 2 (VERSION_1, VERSION_2)
  *    12    4 headerBytes      SUPERBLOCK_BYTES (the bytes the CRC covers, plus 4)
  *    16    8 sequence         bumped by every superblock write
  *    24    8 volumeId         random at format; stamped on every log record
@@ -21,21 +21,33 @@
  *    40    8 deviceSize       bytes of the device at format
  *    48    8 logStart         first block of the log ring
  *    56    8 logBlocks        blocks in the log ring
- *    64    8 dataStart        first block of the data area
- *    72    8 blockCount       blocks in the data area
+ *    64    8 dataStart        first block of the home area (v1: the data area)
+ *    72    8 blockCount       volume (logical) data blocks
  *    80    8 checkpointDelta  last delta whose home writes are durable
  *    88    8 replayPosition   log position where replay starts
- *    96    4 flags            0 in version 1
- *   100   24 reserved         0
+ *    96    4 flags            0
+ *   100    4 summaryBlocks    v2: blocks of the map summary (v1: 0, reserved)
+ *   104    4 mapBlocks        v2: blocks of the block map (v1: 0, reserved)
+ *   108    8 physicalBlocks   v2: blocks of the physical data area (v1: 0, reserved)
+ *   116    8 reserved         0
  *   124    4 crc32c           of bytes 0..123
+ *
+ * Version 2 (redirect-on-write, block-map.ts): the home area after the log
+ * holds the map summary, then the block map, then the physical data area of
+ * physicalBlocks = blockCount + a reserve. Version 1: the home area is the
+ * data area itself, blockCount blocks, volume block i at home block i.
  */
 import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
 import { Slab } from '../io/slab';
 import { allocBlocks } from './block-memory';
 import { crc32c } from './crc32c';
+import { MAX_PHYSICAL_BLOCKS, mapBlocksFor, summaryBlocksFor } from './map-block';
 
-export const FORMAT_VERSION = 1;
+export const VERSION_1 = 1;
+export const VERSION_2 = 2;
+/** The version `format` writes unless told otherwise; both are read. */
+export const FORMAT_VERSION = VERSION_1;
 export const SUPERBLOCK_BYTES = 128;
 export const SUPERBLOCK_MAGIC = Buffer.from('blkfork\0', 'latin1');
 /** Block sizes a volume may have: powers of two in this range. */
@@ -63,6 +75,19 @@ export interface Superblock {
   readonly checkpointDelta: number;
   /** Absolute log position (blocks since format) of the first delta after the checkpoint. */
   readonly replayPosition: number;
+  /** Version 2: blocks of the map summary, of the block map, and of the physical data area (0 in version 1). */
+  readonly summaryBlocks: number;
+  readonly mapBlocks: number;
+  readonly physicalBlocks: number;
+}
+
+/**
+ * Blocks of the home area, the part after the log that descriptors' home
+ * numbers index: the data area in version 1; the map summary, the block map
+ * and the physical data area in version 2.
+ */
+export function homeBlocks(sb: Superblock): number {
+  return sb.version === VERSION_1 ? sb.blockCount : sb.summaryBlocks + sb.mapBlocks + sb.physicalBlocks;
 }
 
 /** Which copy lives where, and what was wrong with it if it was not used. */
@@ -110,6 +135,11 @@ export function encodeSuperblock(sb: Superblock, target: Uint8Array): void {
   setU64(view, 80, sb.checkpointDelta);
   setU64(view, 88, sb.replayPosition);
   view.setUint32(96, 0, true);
+  if (sb.version === VERSION_2) {
+    view.setUint32(100, sb.summaryBlocks, true);
+    view.setUint32(104, sb.mapBlocks, true);
+    setU64(view, 108, sb.physicalBlocks);
+  }
   view.setUint32(CRC_OFFSET, crc32c(target.subarray(0, CRC_OFFSET)), true);
 }
 
@@ -125,8 +155,8 @@ export function decodeSuperblock(bytes: Uint8Array, copy: 0 | 1): Superblock {
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, SUPERBLOCK_BYTES);
   const version = view.getUint32(8, true);
-  if (version !== FORMAT_VERSION) {
-    throw corrupt(`format version ${version}; this blockfork reads version ${FORMAT_VERSION}`);
+  if (version !== VERSION_1 && version !== VERSION_2) {
+    throw corrupt(`format version ${version}; this blockfork reads versions ${VERSION_1} and ${VERSION_2}`);
   }
   const headerBytes = view.getUint32(12, true);
   if (headerBytes !== SUPERBLOCK_BYTES) throw corrupt(`header size ${headerBytes}, expected ${SUPERBLOCK_BYTES}`);
@@ -148,6 +178,9 @@ export function decodeSuperblock(bytes: Uint8Array, copy: 0 | 1): Superblock {
     blockCount: getU64(view, 72, 'blockCount'),
     checkpointDelta: getU64(view, 80, 'checkpointDelta'),
     replayPosition: getU64(view, 88, 'replayPosition'),
+    summaryBlocks: version === VERSION_2 ? view.getUint32(100, true) : 0,
+    mapBlocks: version === VERSION_2 ? view.getUint32(104, true) : 0,
+    physicalBlocks: version === VERSION_2 ? getU64(view, 108, 'physicalBlocks') : 0,
   };
   const flags = view.getUint32(96, true);
   if (flags !== 0) throw corrupt(`unknown flags ${hex(flags)}`);
@@ -169,10 +202,26 @@ export function layoutProblem(sb: Superblock): string | undefined {
   if (sb.logBlocks < 3) return `log of ${sb.logBlocks} blocks cannot hold a delta`;
   if (sb.dataStart !== sb.logStart + sb.logBlocks) return `data area starts at block ${sb.dataStart}, expected ${sb.logStart + sb.logBlocks} (after the log)`;
   if (sb.blockCount < 1) return 'data area is empty';
-  if ((sb.dataStart + sb.blockCount) * blockSize > sb.deviceSize) {
-    return `data area ends at byte ${(sb.dataStart + sb.blockCount) * blockSize}, past the device size ${sb.deviceSize} recorded at format`;
+  if (sb.version === VERSION_2) {
+    const problem = mapLayoutProblem(sb);
+    if (problem !== undefined) return problem;
   }
-  if (!Number.isSafeInteger((sb.dataStart + sb.blockCount) * blockSize)) return 'volume size overflows';
+  const end = (sb.dataStart + homeBlocks(sb)) * blockSize;
+  if (end > sb.deviceSize) {
+    return `data area ends at byte ${end}, past the device size ${sb.deviceSize} recorded at format`;
+  }
+  if (!Number.isSafeInteger(end)) return 'volume size overflows';
+  return undefined;
+}
+
+/** Version 2: the map must cover every volume block, the summary every map block, and the physical area hold every volume block. */
+function mapLayoutProblem(sb: Superblock): string | undefined {
+  const need = mapBlocksFor(sb.blockCount, sb.blockSize);
+  if (sb.mapBlocks !== need) return `block map of ${sb.mapBlocks} blocks, but ${sb.blockCount} volume blocks need ${need}`;
+  const summary = summaryBlocksFor(sb.mapBlocks, sb.blockSize);
+  if (sb.summaryBlocks !== summary) return `map summary of ${sb.summaryBlocks} blocks, but ${sb.mapBlocks} map blocks need ${summary}`;
+  if (sb.physicalBlocks < sb.blockCount) return `physical area of ${sb.physicalBlocks} blocks is smaller than the ${sb.blockCount} volume blocks`;
+  if (sb.physicalBlocks > MAX_PHYSICAL_BLOCKS) return `physical area of ${sb.physicalBlocks} blocks exceeds the ${MAX_PHYSICAL_BLOCKS} a map entry can name`;
   return undefined;
 }
 
@@ -255,7 +304,7 @@ function checkAgainstDevice(io: BlockIo, sb: Superblock): void {
       `'${io.path}': the volume's block size ${sb.blockSize} is not a multiple of the device's sector size ${geometry.logicalSectorSize}`,
     );
   }
-  const end = (sb.dataStart + sb.blockCount) * sb.blockSize;
+  const end = (sb.dataStart + homeBlocks(sb)) * sb.blockSize;
   if (end > geometry.size) {
     throw new BlockforkError('ERR_GEOMETRY', `'${io.path}': the volume needs ${end} bytes but the device has ${geometry.size} (truncated?)`);
   }

@@ -2,9 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { describe } from '../io/describe';
 import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
+import { MAX_PHYSICAL_BLOCKS, mapBlocksFor, summaryBlocksFor } from './map-block';
 import {
   FORMAT_VERSION,
   LOG_START,
+  VERSION_1,
+  VERSION_2,
   MAX_BLOCK_SIZE,
   MIN_BLOCK_SIZE,
   readSuperblock,
@@ -17,6 +20,10 @@ export interface FormatOptions {
   blockSize: number;
   /** Blocks in the log ring; default: an eighth of the device, at most 64 MiB, at least MIN_LOG_BLOCKS. */
   logBlocks?: number;
+  /** 2 (the default): redirect-on-write with a block map; 1: every block through the log. */
+  version?: 1 | 2;
+  /** Version 2: physical blocks beyond the volume's, for new copies whose old ones are not free yet (default: as many as the log has). */
+  reserveBlocks?: number;
   /**
    * Formatting is never silent: a device that already holds a valid
    * blockfork superblock is refused (ERR_VOLUME_EXISTS) unless this is true.
@@ -32,14 +39,28 @@ export const MIN_LOG_BLOCKS = 8;
 const DEFAULT_LOG_BYTES_MAX = 64 << 20;
 
 export interface Layout {
+  readonly version: 1 | 2;
   readonly logStart: number;
   readonly logBlocks: number;
   readonly dataStart: number;
   readonly blockCount: number;
+  readonly summaryBlocks: number;
+  readonly mapBlocks: number;
+  readonly physicalBlocks: number;
 }
 
-/** Where the log and data area go on a device of `deviceSize` bytes. Throws RangeError naming what does not fit. */
-export function planLayout(deviceSize: number, blockSize: number, logBlocks?: number): Layout {
+/**
+ * Where the log and the home area go on a device of `deviceSize` bytes.
+ * Throws RangeError naming what does not fit.
+ *
+ * The default reserve of version 2 is the log's size. A delta holds at most
+ * a third of the log (the high-water mark of journal mode), and a block it
+ * redirects keeps its old copy until a checkpoint covers the delta; a
+ * reserve of a log's worth holds the new copies of three such deltas
+ * before a checkpoint must free the old ones, which the writeout asks for
+ * when half of it is taken.
+ */
+export function planLayout(deviceSize: number, blockSize: number, logBlocks?: number, version: 1 | 2 = FORMAT_VERSION, reserveBlocks?: number): Layout {
   const total = Math.floor(deviceSize / blockSize);
   const log = logBlocks ?? Math.max(MIN_LOG_BLOCKS, Math.min(Math.floor(total / 8), Math.floor(DEFAULT_LOG_BYTES_MAX / blockSize)));
   if (!Number.isSafeInteger(log) || log < MIN_LOG_BLOCKS) {
@@ -51,7 +72,33 @@ export function planLayout(deviceSize: number, blockSize: number, logBlocks?: nu
       `a device of ${deviceSize} bytes has ${total} blocks of ${blockSize}: too few for 2 superblocks, a log of ${log} blocks and any data`,
     );
   }
-  return { logStart: LOG_START, logBlocks: log, dataStart, blockCount: total - dataStart };
+  const home = total - dataStart;
+  if (version === VERSION_1) {
+    return { version, logStart: LOG_START, logBlocks: log, dataStart, blockCount: home, summaryBlocks: 0, mapBlocks: 0, physicalBlocks: 0 };
+  }
+  const reserve = reserveBlocks ?? log;
+  if (!Number.isSafeInteger(reserve) || reserve < 1) throw new RangeError(`reserveBlocks must be a positive integer, got ${describe(reserveBlocks)}`);
+  // The map's size depends on the volume's, which is what the map and the reserve leave: shrink to a fixed point.
+  let blockCount = home - reserve;
+  for (;;) {
+    const mapBlocks = mapBlocksFor(Math.max(1, blockCount), blockSize);
+    const summaryBlocks = summaryBlocksFor(mapBlocks, blockSize);
+    const fits = home - reserve - mapBlocks - summaryBlocks;
+    if (fits < 1) {
+      throw new RangeError(
+        `a device of ${deviceSize} bytes has ${total} blocks of ${blockSize}: too few for 2 superblocks, a log of ${log} blocks, ` +
+          `a reserve of ${reserve} blocks, the block map and any data`,
+      );
+    }
+    if (fits >= blockCount) {
+      const physicalBlocks = blockCount + reserve;
+      if (physicalBlocks > MAX_PHYSICAL_BLOCKS) {
+        throw new RangeError(`a volume of version 2 holds at most ${MAX_PHYSICAL_BLOCKS} physical blocks; this one would need ${physicalBlocks}: use a larger block size`);
+      }
+      return { version, logStart: LOG_START, logBlocks: log, dataStart, blockCount, summaryBlocks, mapBlocks, physicalBlocks };
+    }
+    blockCount = fits;
+  }
 }
 
 /**
@@ -73,7 +120,11 @@ export async function formatVolume(io: BlockIo, options: FormatOptions): Promise
   if (options.overwrite !== undefined && typeof options.overwrite !== 'boolean') {
     throw new TypeError(`overwrite must be a boolean, got ${describe(options.overwrite)}`);
   }
-  const layout = planLayout(geometry.size, blockSize, options.logBlocks);
+  if (options.version !== undefined && options.version !== VERSION_1 && options.version !== VERSION_2) {
+    throw new RangeError(`version must be 1 or 2, got ${describe(options.version)}`);
+  }
+  if (options.reserveBlocks !== undefined && options.version === VERSION_1) throw new RangeError('reserveBlocks goes with version 2 only');
+  const layout = planLayout(geometry.size, blockSize, options.logBlocks, options.version ?? FORMAT_VERSION, options.reserveBlocks);
   if (options.overwrite !== true) {
     // Only "there is no valid volume" lets the format go on; an I/O error must not.
     const existing = await readSuperblock(io).then(
@@ -91,7 +142,6 @@ export async function formatVolume(io: BlockIo, options: FormatOptions): Promise
     }
   }
   const base: Superblock = {
-    version: FORMAT_VERSION,
     sequence: 1,
     volumeId: randomBytes(8).readBigUInt64LE(0),
     blockSize,
