@@ -133,6 +133,8 @@ export class Allocator {
     if (entries === null || typeof (entries as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== 'function') {
       throw new TypeError('entries must be an iterable of [logical, physical] pairs');
     }
+    // Few entries beside the area (a volume mostly at its identity places): sorted lists, no bitmap.
+    if (Array.isArray(entries) && entries.length * 64 < P) return Allocator.fromFewEntries(P, N, entries as readonly (readonly [number, number])[]);
     const words = new Uint32Array(Math.ceil(P / 32));
     setBits(words, 0, N);
     setBits(words, P, words.length * 32); // padding past the area: never free
@@ -154,6 +156,58 @@ export class Allocator {
     const free = freeRuns(words, P);
     const used = P - free.reduce((sum, run) => sum + run.length, 0);
     if (used !== N) throw mapCorrupt(P, N, used, entries);
+    return new Allocator(P, free);
+  }
+
+  /**
+   * fromMap for a map with few entries: memory in proportion to them, not
+   * to the area. Free = (the blocks identity leaves: [N, P) and every
+   * redirected logical block) − (every entry's physical block).
+   */
+  private static fromFewEntries(P: number, N: number, entries: readonly (readonly [number, number])[]): Allocator {
+    const vacated: number[] = [];
+    const targets: number[] = [];
+    for (const [logical, physical] of entries) {
+      if (!Number.isSafeInteger(logical) || !Number.isSafeInteger(physical) || logical < 0 || logical >= N || physical < 0 || physical >= P) {
+        throw new BlockforkError(
+          'ERR_MAP_CORRUPT',
+          `block map entry [logical ${String(logical)}, physical ${String(physical)}] is out of range (${N} logical blocks, ${P} physical blocks)`,
+        );
+      }
+      if (logical === physical) continue;
+      vacated.push(logical);
+      targets.push(physical);
+    }
+    vacated.sort((a, b) => a - b);
+    targets.sort((a, b) => a - b);
+    for (let i = 1; i < vacated.length; i++) if (vacated[i] === vacated[i - 1]) throw mapCorrupt(P, N, NaN, entries);
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i];
+      const twice = i > 0 && t === targets[i - 1];
+      // A target below N is taken by its identity block unless that block was redirected.
+      const identityUsed = t < N && vacated[lowerBound(vacated, t)] !== t;
+      if (twice || identityUsed) throw mapCorrupt(P, N, NaN, entries);
+    }
+    const free: Run[] = [];
+    let t = 0;
+    const add = (start: number, end: number) => {
+      // [start, end) minus the targets in it.
+      while (t < targets.length && targets[t] < start) t++;
+      let from = start;
+      while (t < targets.length && targets[t] < end) {
+        if (targets[t] > from) free.push({ start: from, length: targets[t] - from });
+        from = targets[t] + 1;
+        t++;
+      }
+      if (end > from) free.push({ start: from, length: end - from });
+    };
+    for (let i = 0; i < vacated.length; ) {
+      let j = i + 1;
+      while (j < vacated.length && vacated[j] === vacated[j - 1] + 1) j++;
+      add(vacated[i], vacated[j - 1] + 1);
+      i = j;
+    }
+    add(N, P);
     return new Allocator(P, free);
   }
 

@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { openSync, readSync, closeSync } from 'node:fs';
+import fc from 'fast-check';
+import { open, type Volume } from '../src/index';
+import { Allocator } from '../src/journal/allocator';
+import { decodeSuperblock, type Superblock } from '../src/journal/superblock';
+import { volumesPerTest } from './support/volumes';
+
+const B = 4096;
+const KiB = 1024;
+const MiB = 1 << 20;
+
+/** A block whose bytes say which volume block and which write it is. */
+function stamp(view: Buffer, block: number, version: number): void {
+  view.writeUInt32LE(block, 0);
+  view.writeUInt32LE(version, 4);
+  view.writeUInt32LE(0xb10cf0c5, B - 4);
+}
+
+/** The superblock in force, read past the volume (which may be open and hold the device's lock). */
+function superblockOf(path: string): Superblock {
+  const fd = openSync(path, 'r');
+  try {
+    const copies: Superblock[] = [];
+    for (const copy of [0, 1] as const) {
+      const bytes = Buffer.alloc(B);
+      readSync(fd, bytes, 0, B, copy * B);
+      try {
+        copies.push(decodeSuperblock(bytes, copy));
+      } catch {
+        // the other copy is in force
+      }
+    }
+    return copies.reduce((a, b) => (a.sequence > b.sequence ? a : b));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Where (physical block) each stamped volume block sits in the physical area of the file, read past the cache. */
+function physicalPlaces(path: string, sb: Superblock, blocks: readonly number[], version: number): Map<number, number> {
+  const wanted = new Set(blocks);
+  const places = new Map<number, number>();
+  const physicalStart = sb.dataStart + sb.summaryBlocks + sb.mapBlocks;
+  const fd = openSync(path, 'r');
+  try {
+    const block = Buffer.alloc(B);
+    for (let p = 0; p < sb.physicalBlocks; p++) {
+      readSync(fd, block, 0, B, (physicalStart + p) * B);
+      const volumeBlock = block.readUInt32LE(0);
+      if (block.readUInt32LE(B - 4) === 0xb10cf0c5 && block.readUInt32LE(4) === version && wanted.has(volumeBlock)) places.set(volumeBlock, p);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return places;
+}
+
+describe('journal format version 2: redirect-on-write', function () {
+  this.timeout(120_000);
+  const volumes = volumesPerTest();
+
+  async function openV2(path: string, options: Record<string, unknown> = {}): Promise<Volume> {
+    const vol = await open(path, { size: 16 * MiB, journal: true, formatVersion: 2, cacheSize: 2 * MiB, redirectMin: 16 * KiB, ...options });
+    volumes.track(vol);
+    return vol;
+  }
+
+  it('writes a long run once, contiguously, to new physical blocks, and logs the short runs and the map', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path);
+    const run = Array.from({ length: 64 }, (_, i) => 1000 + i);
+    const scattered = [7, 300, 2222];
+    await vol.change(async (tx) => {
+      for (const b of [...run, ...scattered]) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.commit();
+    const redirect = vol.stats().journal?.redirect;
+    assert.ok(redirect, 'a version 2 volume reports its redirects');
+    assert.equal(redirect.redirectedBlocks, 64, 'the run of 64 blocks (256 KiB) was redirected');
+    assert.equal(redirect.loggedBlocks, 3, 'the three lone blocks were logged whole');
+    assert.ok(redirect.mapBlocksLogged >= 1, 'the map blocks that changed were logged');
+    // The log held the descriptor, 3 images, the map and summary blocks, the commit record: not the run.
+    const logUsed = vol.stats().journal?.logBlocksUsed ?? 0;
+    assert.ok(logUsed < 3 + redirect.mapBlocksLogged + 4, `the run did not go through the log (log blocks used: ${logUsed})`);
+    await vol.close();
+
+    const sb = superblockOf(path);
+    assert.equal(sb.version, 2);
+    const places = physicalPlaces(path, sb, run, 1);
+    assert.equal(places.size, run.length, 'every block of the run is in the physical area');
+    const first = places.get(run[0]) as number;
+    assert.ok(first >= sb.blockCount, `the run went to the reserve (physical ${first}), not over its old place`);
+    run.forEach((b, i) => assert.equal(places.get(b), first + i, `block ${b} follows the run contiguously`));
+
+    const again = await openV2(path);
+    for (const b of [...run, ...scattered]) {
+      const data = await again.read(b);
+      assert.deepEqual([data.readUInt32LE(0), data.readUInt32LE(4)], [b, 1], `block ${b} reads back through the map`);
+    }
+    assert.equal((await again.read(1064)).readUInt32LE(4), 0, 'a block never written reads as zeros');
+  });
+
+  it('rewrites a run many times the reserve: frees wait for checkpoints, nothing fails, every block reads back', async () => {
+    const path = volumes.file();
+    // A reserve of 128 blocks; 40 deltas of a 64-block run allocate 2560.
+    const vol = await openV2(path, { reserveSize: 128 * B });
+    const run = Array.from({ length: 64 }, (_, i) => 500 + i);
+    for (let version = 1; version <= 40; version++) {
+      await vol.change(async (tx) => {
+        for (const b of run) stamp(await tx.overwrite(b), b, version);
+        stamp(await tx.overwrite(3000 + version), 3000 + version, version);
+      });
+      if (version % 3 === 0) await vol.commit();
+    }
+    await vol.commit();
+    const stats = vol.stats().journal;
+    assert.ok(stats?.redirect);
+    assert.ok(stats.redirect.redirectedBlocks >= 64 * 13, `runs were redirected (${stats.redirect.redirectedBlocks})`);
+    assert.ok(stats.checkpoints > 0, 'checkpoints freed the reserve');
+    await vol.close();
+
+    const again = await openV2(path);
+    for (const b of run) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 40]);
+    for (let version = 1; version <= 40; version++) assert.equal((await again.read(3000 + version)).readUInt32LE(4), version);
+    const redirect = again.stats().journal?.redirect;
+    assert.ok(redirect);
+    // Rebuilt at open from the map: the physical area holds exactly the volume's blocks and the reserve.
+    assert.equal(redirect.freeBlocks, 128, 'every block freed by a checkpointed delta is free again');
+    assert.equal(redirect.pendingFreeBlocks, 0);
+  });
+
+  it('opens a version 1 volume as before, and refuses version 2 options that cannot apply', async () => {
+    const path = volumes.file();
+    const v1 = await open(path, { size: 8 * MiB, journal: true });
+    volumes.track(v1);
+    assert.equal(v1.stats().journal?.redirect, undefined, 'version 1 logs every block');
+    await v1.change(async (tx) => stamp(await tx.overwrite(5), 5, 1));
+    await v1.close();
+    assert.equal((superblockOf(path)).version, 1);
+    const reopened = await open(path, { formatVersion: 2 });
+    volumes.track(reopened);
+    assert.equal((await reopened.read(5)).readUInt32LE(4), 1, 'an existing volume keeps its version');
+    await assert.rejects(open(volumes.file(), { size: 8 * MiB, journal: true, reserveSize: 100 }), { name: 'RangeError', message: /reserveSize must be/ });
+    await assert.rejects(open(volumes.file(), { size: 8 * MiB, journal: true, reserveSize: 8 * B }), { name: 'RangeError', message: /formatVersion: 2/ });
+    await assert.rejects(open(volumes.file(), { size: 8 * MiB, journal: true, formatVersion: 3 as 2 }), { name: 'RangeError', message: /formatVersion must be 1 or 2/ });
+  });
+
+  it('pages the map of a sparse 1 TiB volume through a small cache: scattered blocks write and read back within the memory bound', async function () {
+    const path = volumes.file();
+    const cacheSize = 4 * MiB;
+    const vol = await openV2(path, { size: 2 ** 40, cacheSize, readahead: 0 });
+    const sb = superblockOf(path);
+    assert.ok(sb.mapBlocks > 200_000, `the map spans ${sb.mapBlocks} blocks (about a GiB): far more than the cache`);
+    const rssBefore = process.memoryUsage().rss;
+    const random = fc.sample(fc.integer({ min: 0, max: vol.blockCount - 64 }), { numRuns: 300, seed: 42 });
+    const runs = random.slice(0, 20);
+    const lone = random.slice(20);
+    for (let round = 0; round < 5; round++) {
+      await vol.change(async (tx) => {
+        for (const start of runs.slice(round * 4, round * 4 + 4)) for (let b = start; b < start + 32; b++) stamp(await tx.overwrite(b), b, 1);
+        for (const b of lone.slice(round * 56, round * 56 + 56)) stamp(await tx.overwrite(b), b, 1);
+      });
+      await vol.commit();
+    }
+    const redirect = vol.stats().journal?.redirect;
+    assert.ok(redirect && redirect.redirectedBlocks > 0, 'the runs were redirected through map blocks far apart');
+    assert.ok(vol.stats().cacheBytes <= cacheSize * 2, `page memory stays near cacheSize (${vol.stats().cacheBytes} bytes)`);
+    await vol.close();
+    const again = await openV2(path, { cacheSize, readahead: 0 });
+    for (const start of runs) for (const b of [start, start + 31]) assert.equal((await again.read(b)).readUInt32LE(0), b, `run block ${b}`);
+    for (const b of lone) assert.equal((await again.read(b)).readUInt32LE(0), b, `block ${b}`);
+    const grown = process.memoryUsage().rss - rssBefore;
+    // The bound: the cache, the summary (1 bit per map block, 32 KiB here), the free extents; not 4 bytes per block (1 GiB).
+    assert.ok(grown < 128 * MiB, `RSS grew by ${(grown / MiB).toFixed(1)} MiB over two opens of a 1 TiB volume`);
+  });
+
+  it('rebuilds the same free space from a map with few entries as from a bitmap (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 64, max: 4096 }), fc.array(fc.nat(), { maxLength: 60 }), (P, picks) => {
+        const N = Math.floor(P * 0.75);
+        // A sound map: a random permutation step per pick (logical l moves to a free physical block).
+        const placeOf = new Map<number, number>();
+        const used = new Set<number>(Array.from({ length: N }, (_, i) => i));
+        for (const pick of picks) {
+          const logical = pick % N;
+          const free = [];
+          for (let p = 0; p < P && free.length < 8; p++) if (!used.has((p + pick) % P)) free.push((p + pick) % P);
+          if (free.length === 0) continue;
+          const old = placeOf.get(logical) ?? logical;
+          used.delete(old);
+          used.add(free[0]);
+          placeOf.set(logical, free[0]);
+        }
+        const entries = [...placeOf];
+        const sparse = Allocator.fromMap(P, N, entries);
+        const dense = Allocator.fromMap(P, N, (function* () {
+          yield* entries;
+        })());
+        assert.deepEqual(sparse.extents(), dense.extents());
+        assert.equal(sparse.free, P - N);
+      }),
+    );
+  });
+});
