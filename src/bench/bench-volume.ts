@@ -12,7 +12,7 @@ const SUPERBLOCK_SPAN = 128 << 10;
  * would open it, with every option the workload does not name left at its
  * default, so that the numbers are the ones a user gets.
  */
-export type Mode = 'ordered' | 'journal';
+export type Mode = 'ordered' | 'journal' | 'journal-v2';
 
 /**
  * Opens the target in `mode`. The bench owns the target (it has passed the
@@ -21,7 +21,10 @@ export type Mode = 'ordered' | 'journal';
  * which ordered mode would otherwise refuse to write over.
  */
 export async function openVolume(target: Target, mode: Mode, options: OpenOptions = {}): Promise<Volume> {
-  if (mode === 'journal') return open(target.path, { ...options, journal: true, format: true, logSize: benchLogSize(target) });
+  if (mode !== 'ordered') {
+    const formatVersion = mode === 'journal-v2' ? 2 : 1;
+    return open(target.path, { ...options, journal: true, format: true, logSize: benchLogSize(target), formatVersion });
+  }
   await wipeSuperblocks(target.path);
   return open(target.path, { ...options, journal: false });
 }

@@ -38,7 +38,7 @@ const RANDOM_COMMIT_BYTES = 16 * MiB;
 const CACHE_BYTES = 256 * MiB;
 
 function modeName(mode: Mode): string {
-  return mode === 'ordered' ? 'cache, ordered' : 'cache, journal';
+  return mode === 'ordered' ? 'cache, ordered' : mode === 'journal' ? 'cache, journal' : 'cache, journal v2';
 }
 
 /**

@@ -123,6 +123,8 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(streamSubject('ordered', 'overwriteRange'), [{ kind: 'vs-row', subject: FSYNCED, atLeast: 0.9 }]),
         // Every block is written twice, to the log and home (issue 4).
         entry(streamSubject('journal'), [{ kind: 'vs-row', subject: FSYNCED, atLeast: 0.45 }]),
+        // Version 2: long runs written once, redirected through the block map (issue 14).
+        entry(streamSubject('journal-v2'), [{ kind: 'vs-row', subject: 'cache, ordered', atLeast: 0.9 }]),
         entry(journalStreamPatternSubject()),
       ],
     },
@@ -136,6 +138,7 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(rawEngineSubject('threads', RANDOM_WRITE)),
         entry(randomSubject('ordered'), [{ kind: 'vs-row', subject: FSYNCED, atLeast: 0.9 }]),
         entry(randomSubject('journal')),
+        entry(randomSubject('journal-v2')),
       ],
     },
     {
@@ -160,6 +163,7 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(rawSyncSubject('io_uring', seconds)),
         entry(commitsSubject('ordered', seconds), [{ kind: 'vs-fio', atLeast: 0.8 }]),
         entry(commitsSubject('journal', seconds), [{ kind: 'vs-fio', atLeast: 0.8 }]),
+        entry(commitsSubject('journal-v2', seconds), [{ kind: 'ops-vs-row', subject: 'cache, journal', atLeast: 1 }]),
         entry(journalCommitPatternSubject(seconds)),
       ],
     },
