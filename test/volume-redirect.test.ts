@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { openSync, readSync, closeSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readSync } from 'node:fs';
 import fc from 'fast-check';
 import { open, type Volume } from '../src/index';
 import { Allocator } from '../src/journal/allocator';
@@ -173,6 +173,51 @@ describe('journal format version 2: redirect-on-write', function () {
     const grown = process.memoryUsage().rss - rssBefore;
     // The bound: the cache, the summary (1 bit per map block, 32 KiB here), the free extents; not 4 bytes per block (1 GiB).
     assert.ok(grown < 128 * MiB, `RSS grew by ${(grown / MiB).toFixed(1)} MiB over two opens of a 1 TiB volume`);
+  });
+
+  it('reads a copy whose log still holds redirected deltas: read-only replays in memory through the logged map, writable replays it home', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path);
+    for (let version = 1; version <= 3; version++) {
+      await vol.change(async (tx) => {
+        for (let b = 100; b < 164; b++) stamp(await tx.overwrite(b), b, version);
+        stamp(await tx.overwrite(9 + version), 9 + version, version);
+      });
+      await vol.commit();
+    }
+    assert.equal(vol.stats().journal?.checkpointedDelta, 0, 'nothing checkpointed: the map changes are only in the log');
+    // A copy of a volume whose commits resolved (not a crash: every write completed), with its log full of them.
+    const copy = `${path}.copy`;
+    copyFileSync(path, copy);
+    const readOnly = await open(copy, { readOnly: true });
+    volumes.track(readOnly);
+    assert.equal(readOnly.replayedDeltas, 3);
+    for (const b of [100, 163]) assert.equal((await readOnly.read(b)).readUInt32LE(4), 3, `read-only block ${b} through the replayed map`);
+    for (const v of [1, 2, 3]) assert.equal((await readOnly.read(9 + v)).readUInt32LE(4), v);
+    await readOnly.close();
+    const writable = await openV2(copy);
+    assert.equal(writable.replayedDeltas, 3);
+    for (const b of [100, 131, 163]) assert.equal((await writable.read(b)).readUInt32LE(4), 3, `block ${b} after replay`);
+    assert.equal(writable.stats().journal?.redirect?.freeBlocks, superblockOf(copy).physicalBlocks - superblockOf(copy).blockCount);
+  });
+
+  it('redirects the runs of a logical mapping too: its blocks reach the device through its map and then the volume\'s', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path);
+    // A file whose block i is volume block 2000 + i.
+    const file = vol.createMapping({ map: (block) => 2000 + block, blockCount: 256 });
+    await vol.change(async (tx) => {
+      for (let b = 0; b < 64; b++) stamp(await tx.overwrite(b, file), 2000 + b, 7);
+    });
+    await vol.commit();
+    assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, 64);
+    await vol.close();
+    const places = physicalPlaces(path, superblockOf(path), Array.from({ length: 64 }, (_, i) => 2000 + i), 7);
+    assert.equal(places.size, 64);
+    const again = await openV2(path);
+    const reopened = again.createMapping({ map: (block) => 2000 + block, blockCount: 256 });
+    for (const b of [0, 63]) assert.equal((await again.read(b, reopened)).readUInt32LE(0), 2000 + b);
+    assert.equal((await again.read(2030)).readUInt32LE(4), 7, 'the volume mapping sees the same blocks');
   });
 
   it('rebuilds the same free space from a map with few entries as from a bitmap (property)', () => {
