@@ -104,6 +104,23 @@ describe('PagePool', () => {
     pool.release();
     assert.equal(pool.byteLength, 0);
   });
+
+  it('refuses a frame freed twice, or used after it was freed, with an internal error; after release, views fail as a closed volume', () => {
+    const pool = new PagePool(4096, 4);
+    const frames = Array.from({ length: 6 }, () => pool.alloc());
+    pool.free(frames[1]);
+    assert.throws(() => pool.free(frames[1]), { code: 'ERR_ASSERTION', message: /frame 1 freed twice/ });
+    assert.throws(() => pool.view(frames[1], 0, 4096), { code: 'ERR_ASSERTION', message: /frame 1 used after it was freed/ });
+    // Frames 4 and 5 are beyond the budget: once both are free their slab is returned to the system.
+    pool.free(frames[4]);
+    pool.free(frames[5]);
+    assert.throws(() => pool.view(frames[5], 0, 4096), { code: 'ERR_ASSERTION', message: /frame 5 used after it was freed/ });
+    assert.throws(() => pool.free(frames[5]), { code: 'ERR_ASSERTION' });
+    assert.equal(pool.alloc(), frames[1], 'the free list was not corrupted by the refused free');
+    pool.release();
+    assert.throws(() => pool.view(frames[0], 0, 4096), { code: 'ERR_VOLUME_CLOSED' });
+    pool.free(frames[0]);
+  });
 });
 
 describe('Lru', () => {

@@ -202,6 +202,41 @@ describe('the read path: readahead, batched misses, prefetch (real Device, O_DIR
     assert.equal(log.reads.length, 0);
   });
 
+  it('tx.write on the marked page of a stream, the cache over its bound: the window it starts never evicts that page under the write', async () => {
+    // 16 pages, windows of 4. The first use of a stream's mark starts the next window, whose
+    // pages are admitted at once (evicting the oldest clean pages); the write that used the mark
+    // must not find its own page evicted (and its frame freed) by them.
+    const { vol, path } = await volume(2048, { cacheSize: 16 * BLOCK, readahead: 4 * BLOCK, highWater: 1 << 30 });
+    await vol.read(0);
+    await vol.read(1); // a stream: the window of pages 1 to 4, its mark on page 2
+    // Page 2 is dirtied first (an overwrite keeps its mark), then 16 more pages: the cache
+    // overcommits by one, nothing being in flight. Written, page 2 is the oldest clean page.
+    await vol.change(async (tx) => {
+      (await tx.overwrite(2)).fill(0x22);
+      for (let i = 0; i < 16; i++) (await tx.overwrite(1000 + 7 * i)).fill(0x33);
+    });
+    await vol.commit();
+    assert.equal(vol.stats().pagesCached, 17, 'the cache is over its bound by one clean page');
+    // tx.write(2) uses the mark: the next window (pages 5 to 8) comes in at once.
+    await vol.change(async (tx) => {
+      const view = await tx.write(2);
+      assert.deepEqual(view, Buffer.alloc(BLOCK, 0x22));
+      view.fill(0x44);
+    });
+    assert.ok(vol.stats().readaheadPages >= 8, 'the next window was read ahead');
+    assert.deepEqual(await vol.read(2), Buffer.alloc(BLOCK, 0x44), 'the write landed in the cached page');
+    await vol.commit();
+    const onDisk = Buffer.alloc(BLOCK);
+    const fd = fs.openSync(path, 'r');
+    try {
+      fs.readSync(fd, onDisk, 0, BLOCK, 2 * BLOCK);
+    } finally {
+      fs.closeSync(fd);
+    }
+    assert.deepEqual(onDisk, Buffer.alloc(BLOCK, 0x44), 'the commit wrote it');
+    for (let i = 5; i < 9; i++) assert.deepEqual(await vol.read(i), pattern(i), `block ${i}`);
+  });
+
   it('readahead: 0 turns it off', async () => {
     const { vol, log } = await volume(256, { readahead: 0 });
     for (let i = 0; i < 256; i++) await vol.read(i);

@@ -77,7 +77,9 @@ interface PageLock {
  * current and when a slot's writeout is done.
  *
  * Pins. Every operation that awaits while it uses a frame pins it (`busy`)
- * first, so that it is neither evicted nor freed under it; block handles pin
+ * first, so that it is neither evicted nor freed under it (and so does the
+ * first use of a page that starts a readahead window, whose admissions
+ * evict: see `used`); block handles pin
  * with `holds`, which follow the page to its copy on a fork. The page lock
  * (an async mutex, made only while someone holds or wants it) serialises
  * readpage and fork on one page; it is never held across a device write.
@@ -527,7 +529,15 @@ export class Cache {
     if (flags & MARK) {
       this.pages.flags[frame] &= ~MARK;
       const next = mapping.readahead?.marked(this.pages.index[frame]);
-      if (next !== undefined) this.startWindow(mapping, next.start, next.size, next.mark, true);
+      if (next === undefined) return;
+      // The window's admissions evict the oldest clean, unpinned pages, and this
+      // page may be one of them (pages read ahead are among the oldest), while
+      // the caller goes on with its frame (blockdirty holds no pin of its own):
+      // it would dirty a freed frame, and the write would be lost. Pinned, the
+      // page stays; unpinned, it goes back on the LRU as just used.
+      this.pin(frame);
+      this.startWindow(mapping, next.start, next.size, next.mark, true);
+      this.unpin(frame);
     }
   }
 

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { BlockforkError } from '../io/errors';
 import { Slab, copyPage } from '../io/slab';
 
@@ -25,6 +26,14 @@ export class PagePool {
   private readonly freeCount: number[] = [];
   /** Every slab below this one has no free frame. */
   private lowest = 0;
+  /**
+   * Per frame: 1 while it is allocated. A frame freed twice, or one used after
+   * it was freed, would be handed to two pages at once (or read in a slab
+   * already returned to the system): free and view refuse it with an internal
+   * error instead, where the mistake is made.
+   */
+  private allocated = new Uint8Array(0);
+  private released = false;
 
   constructor(readonly pageSize: number, budget: number) {
     // A slab is mmap'd: a whole number of system pages, which may hold several cache pages.
@@ -51,10 +60,16 @@ export class PagePool {
     while (s < this.slabs.length && (this.slabs[s] === undefined || this.freeCount[s] === 0)) s++;
     if (s === this.slabs.length) s = this.addSlab();
     this.lowest = s;
-    return s * this.slabPages + this.freePages[s][--this.freeCount[s]];
+    const frame = s * this.slabPages + this.freePages[s][--this.freeCount[s]];
+    this.allocated[frame] = 1;
+    return frame;
   }
 
   free(frame: number): void {
+    // An operation that outlived close() lets go of a frame of a released slab: nothing to free.
+    if (this.released) return;
+    if (this.allocated[frame] !== 1) assert.fail(`page frame ${frame} freed twice (or never allocated)`);
+    this.allocated[frame] = 0;
     const s = Math.floor(frame / this.slabPages);
     this.freePages[s][this.freeCount[s]++] = frame - s * this.slabPages;
     if (s < this.lowest) this.lowest = s;
@@ -68,8 +83,9 @@ export class PagePool {
   view(frame: number, offset: number, length: number): Buffer {
     const s = Math.floor(frame / this.slabPages);
     const slab = this.slabs[s];
-    // Only an operation that outlived close() finds its slab gone.
-    if (slab === undefined) throw new BlockforkError('ERR_VOLUME_CLOSED', 'the page memory has been released: the volume is closed');
+    // Only an operation that outlived close() finds its slab gone; any other view of a free frame is a use after free.
+    if (this.released) throw new BlockforkError('ERR_VOLUME_CLOSED', 'the page memory has been released: the volume is closed');
+    if (this.allocated[frame] !== 1 || slab === undefined) assert.fail(`page frame ${frame} used after it was freed`);
     return Buffer.from(slab.memory, (frame - s * this.slabPages) * this.pageSize + offset, length);
   }
 
@@ -79,6 +95,8 @@ export class PagePool {
 
   /** Frees every slab now: the volume is closing. Views of them become empty. */
   release(): void {
+    this.released = true;
+    this.allocated.fill(0);
     for (let s = 0; s < this.slabs.length; s++) {
       this.slabs[s]?.release();
       this.slabs[s] = undefined;
@@ -95,6 +113,11 @@ export class PagePool {
     for (let i = 0; i < this.slabPages; i++) stack[i] = this.slabPages - 1 - i;
     this.freePages[s] = stack;
     this.freeCount[s] = this.slabPages;
+    if (this.allocated.length < this.slabs.length * this.slabPages) {
+      const allocated = new Uint8Array(this.slabs.length * this.slabPages);
+      allocated.set(this.allocated);
+      this.allocated = allocated;
+    }
     return s;
   }
 }
