@@ -3,7 +3,9 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { open } from '../src/index';
 import { Device } from '../src/io/device';
+import { crc32c } from '../src/journal/crc32c';
 import { allocBlocks } from '../src/journal/block-memory';
 import type { JournalBlock } from '../src/journal/home-area';
 import { JournalWriter } from '../src/journal/journal-writer';
@@ -24,6 +26,14 @@ interface VolumeJson {
   deviceSize: number;
   checkpointDelta: number;
   replayPosition: number;
+  summaryBlocks?: number;
+  mapBlocks?: number;
+  mapStart?: number;
+  mapEntriesPerBlock?: number;
+  physicalBlocks?: number;
+  physicalStart?: number;
+  reserveBlocks?: number;
+  reserveBytes?: number;
 }
 interface FormatJson extends VolumeJson {
   path: string;
@@ -34,9 +44,20 @@ interface CheckJson {
   verdict: string;
   volume: VolumeJson | null;
   superblocks: { copy: number; offset: number; state: string; sequence?: number; problem?: string }[];
-  replay: { delta: number; position: number; blocks: number; homes: number[] }[];
+  replay: { delta: number; position: number; blocks: number; homes: number[]; redirected?: number[] }[];
   stop: { position: number; kind: string; reason: string } | null;
   stranded: { delta: number; position: number; blocks: number }[];
+  map: {
+    state: string;
+    problem?: string;
+    replayRewrites: number[];
+    summaryBlocks: number;
+    mapBlocks: number;
+    mapBlocksInUse?: number;
+    physicalBlocks: number;
+    physicalUsed?: number;
+    physicalFree?: number;
+  } | null;
 }
 
 const B = 4096;
@@ -466,6 +487,162 @@ describe('blockfork format and check', function () {
     }
   });
 
+  describe('version 2', function () {
+    const RESERVE_BLOCKS = 128;
+    /** A run long enough to be redirected (redirectMin below), inside map block 0. */
+    const RUN = Array.from({ length: 8 }, (_, i) => 300 + i);
+
+    function formatV2(file: string): FormatJson {
+      return format(file, '--size', String(SIZE), '--format-version', '2', '--reserve', String(RESERVE_BLOCKS * B));
+    }
+
+    /** Writes RUN in one delta (redirected) and one scattered block; leaves the volume open for the caller to close or copy. */
+    async function writeRun(file: string) {
+      const vol = await open(file, { journal: true, blockSize: B, redirectMin: 4 * B });
+      await vol.change(async (tx) => {
+        for (const b of [...RUN, 5]) (await tx.write(b)).fill(b & 0xff);
+      });
+      await vol.commit();
+      return vol;
+    }
+
+    it('format --format-version 2 --reserve: the layout in --json, info and check report it, the map is empty', function () {
+      const file = next();
+      const made = formatV2(file);
+      // docs/FORMAT.md, "Layout of version 2": the fixed point of planLayout.
+      const E = (B - 16) / 4;
+      const home = SIZE / B - 2 - LOG_BLOCKS;
+      let n = home - RESERVE_BLOCKS;
+      for (;;) {
+        const fits = home - RESERVE_BLOCKS - Math.ceil(n / E) - 1;
+        if (fits >= n) break;
+        n = fits;
+      }
+      const mapBlocks = Math.ceil(n / E);
+      assert.deepEqual(
+        [made.version, made.blockCount, made.dataStart, made.summaryBlocks, made.mapBlocks, made.mapStart, made.mapEntriesPerBlock],
+        [2, n, 2 + LOG_BLOCKS, 1, mapBlocks, 2 + LOG_BLOCKS + 1, E],
+      );
+      assert.deepEqual(
+        [made.physicalBlocks, made.physicalStart, made.reserveBlocks, made.reserveBytes],
+        [n + RESERVE_BLOCKS, 2 + LOG_BLOCKS + 1 + mapBlocks, RESERVE_BLOCKS, RESERVE_BLOCKS * B],
+      );
+
+      const info = json<{ volume: VolumeJson & { formatted: boolean } }>(runCli(['info', file, '--json'])).volume;
+      assert.equal(info.formatted, true);
+      for (const key of ['version', 'blockCount', 'summaryBlocks', 'mapBlocks', 'physicalBlocks', 'physicalStart', 'reserveBlocks'] as const) {
+        assert.equal(info[key], made[key], `info's ${key}`);
+      }
+      const text = runCli(['info', file]);
+      assert.equal(text.status, 0, text.stderr);
+      assert.match(text.stdout, /^ +format version +2$/m);
+      assert.match(text.stdout, new RegExp(`^ +block map +${mapBlocks} blocks from block ${made.mapStart} \\(${E} volume blocks each\\)$`, 'm'));
+      assert.match(text.stdout, new RegExp(`^ +physical area +${n + RESERVE_BLOCKS} blocks .* from block ${made.physicalStart}: `, 'm'));
+      assert.match(text.stdout, /^ +reserve +128 blocks \(512 KiB\)$/m);
+
+      const checked = json<CheckJson>(runCli(['check', file, '--json']));
+      assert.equal(checked.consistent, true);
+      assert.equal(checked.volume!.physicalBlocks, made.physicalBlocks);
+      assert.deepEqual(checked.map, {
+        state: 'ok',
+        replayRewrites: [],
+        summaryBlocks: 1,
+        mapBlocks,
+        mapBlocksInUse: 0,
+        physicalBlocks: n + RESERVE_BLOCKS,
+        physicalUsed: n,
+        physicalFree: RESERVE_BLOCKS,
+      });
+      const table = runCli(['check', file]);
+      assert.match(table.stdout, new RegExp(`^block map +0 of ${mapBlocks} map blocks in use, as at home$`, 'm'));
+      assert.match(table.stdout, new RegExp(`^physical blocks +${n} used, ${RESERVE_BLOCKS} free of ${n + RESERVE_BLOCKS}$`, 'm'));
+    });
+
+    it('version 1 stays the default: no version 2 fields, no map in check', function () {
+      const file = next();
+      const made = format(file, '--size', String(SIZE));
+      assert.equal(made.version, 1);
+      assert.equal(made.physicalBlocks, undefined);
+      assert.equal(made.summaryBlocks, undefined);
+      assert.equal(json<CheckJson>(runCli(['check', file, '--json'])).map, null);
+    });
+
+    it('after a delta that redirects a run: one map block in use, every volume block one physical block (exit 0)', async function () {
+      const file = next();
+      const made = formatV2(file);
+      await (await writeRun(file)).close();
+      const checked = json<CheckJson>(runCli(['check', file, '--json']));
+      assert.equal(checked.consistent, true, checked.verdict);
+      assert.equal(checked.map!.state, 'ok');
+      assert.equal(checked.map!.mapBlocksInUse, 1);
+      // The old copies of the run were freed by the checkpoint at close.
+      assert.equal(checked.map!.physicalUsed, made.blockCount);
+      assert.equal(checked.map!.physicalFree, RESERVE_BLOCKS);
+    });
+
+    it('a bit flipped in a map block the summary flags: exit 1, naming the map block', async function () {
+      const file = next();
+      const made = formatV2(file);
+      await (await writeRun(file)).close();
+      flip(file, made.mapStart! * B + 16 + 4 * 700); // an identity entry of map block 0: only the checksum can tell
+      const run = runCli(['check', file, '--json']);
+      const checked = json<CheckJson>(run, 1);
+      assert.equal(checked.consistent, false);
+      assert.equal(checked.map!.state, 'damaged');
+      assert.match(checked.map!.problem!, /^the block map is damaged: map block 0 \(home block 1\): checksum mismatch/);
+      assert.match(errorLine(run.stderr), /^blockfork: damaged beyond what replay handles: the block map is damaged: map block 0 \(home block 1\): checksum mismatch/);
+
+      const text = runCli(['check', file]);
+      assert.equal(text.status, 1);
+      assert.match(text.stdout, /^block map +damaged, as at home: the block map is damaged: map block 0 /m);
+    });
+
+    it('a physical block referenced twice (a map block rewritten with a valid checksum): exit 1, naming the block', async function () {
+      const file = next();
+      const made = formatV2(file);
+      await (await writeRun(file)).close();
+      const at = made.mapStart! * B;
+      const mapBlock = fs.readFileSync(file).subarray(at, at + B);
+      const entry = mapBlock.readUInt32LE(16 + 4 * RUN[0]);
+      assert.notEqual(entry, 0, 'the run was redirected');
+      mapBlock.writeUInt32LE(entry, 16 + 4 * 10); // volume block 10 now claims the same physical block as block 300
+      mapBlock.writeUInt32LE(crc32c(mapBlock.subarray(8)), 4);
+      writeAt(file, at, mapBlock);
+      const run = runCli(['check', file, '--json']);
+      const checked = json<CheckJson>(run, 1);
+      assert.equal(checked.map!.state, 'damaged');
+      assert.match(checked.map!.problem!, new RegExp(`physical block ${entry - 1} is referenced by logical 10 and logical 300`));
+      assert.match(errorLine(run.stderr), /^blockfork: damaged beyond what replay handles: .*block map/);
+    });
+
+    it('a map block torn at home while its delta is still in the log: replay rewrites it, so check is consistent (exit 0)', async function () {
+      const file = next();
+      const made = formatV2(file);
+      const vol = await writeRun(file);
+      // A copy taken with the delta committed and not checkpointed: the image a crash leaves.
+      const crashed = next();
+      fs.copyFileSync(file, crashed);
+      await vol.close();
+      // Home holds the summary block flagging map block 0 (as written home before the crash), and map block 0 torn:
+      // without the log, check would call the map damaged.
+      const metadata = fs.readFileSync(file).subarray(made.dataStart * B, made.physicalStart! * B);
+      writeAt(crashed, made.dataStart * B, metadata);
+      flip(crashed, made.mapStart! * B + 16 + 4 * 700);
+      const checked = json<CheckJson>(runCli(['check', crashed, '--json']));
+      assert.equal(checked.consistent, true, checked.verdict);
+      assert.equal(checked.replay.length, 1);
+      assert.equal(checked.replay[0].redirected!.length, RUN.length);
+      assert.deepEqual(checked.map!.replayRewrites, [0, 1], 'the summary block and map block 0 are logged');
+      assert.equal(checked.map!.state, 'ok');
+      assert.equal(checked.map!.mapBlocksInUse, 1);
+      // Before a checkpoint the old copies of the run are still referenced by nothing, and free at open.
+      assert.equal(checked.map!.physicalUsed, made.blockCount);
+      const text = runCli(['check', crashed]);
+      assert.match(text.stdout, /^block map +1 of \d+ map blocks in use, as replay leaves it \(replay rewrites home blocks 0, 1\)$/m);
+      assert.match(text.stdout, /^ +delta \d+ +log position \d+: 3 blocks \(home 0, 1, \d+\), 8 redirected$/m);
+    });
+  });
+
   describe('usage', function () {
     for (const command of ['format', 'check']) {
       it(`${command} --help exits 0`, function () {
@@ -479,6 +656,7 @@ describe('blockfork format and check', function () {
       const run = runCli(['check', '--help']);
       assert.match(run.stdout, /Exit status:\n +0 +consistent/);
       assert.match(run.stdout, /1 +not a blockfork volume; no valid superblock; the volume does not fit the\n +device; or a corrupt record in the middle of the log/);
+      assert.match(run.stdout, /in a volume of version 2,\n +a corrupt block map/);
     });
 
     const usage: [string, string[], RegExp][] = [
@@ -491,6 +669,10 @@ describe('blockfork format and check', function () {
       ['a --size that is not a size', ['format', 'a', '--size', 'big'], /'--size <bytes>' argument 'big' is invalid/],
       ['a log that is not whole blocks', ['format', 'a', '--log-size', '5000'], /--log-size 5000 is not a whole number of 4096-byte blocks/],
       ['a log of too few blocks', ['format', 'a', '--log-size', '16K'], /--log-size 16384 is 4 blocks of 4096; the log needs at least 8/],
+      ['a format version that does not exist', ['format', 'a', '--format-version', '3'], /'--format-version <1\|2>' argument '3' is invalid\. expected 1 or 2/],
+      ['a reserve without version 2', ['format', 'a', '--reserve', '1M'], /--reserve goes with --format-version 2 \(version 1 has no reserve\)/],
+      ['a reserve that is not whole blocks', ['format', 'a', '--format-version', '2', '--reserve', '5000'], /--reserve 5000 is not a whole number of 4096-byte blocks/],
+      ['a reserve that is not a size', ['format', 'a', '--format-version', '2', '--reserve', 'lots'], /'--reserve <bytes>' argument 'lots' is invalid/],
     ];
     for (const [what, args, message] of usage) {
       it(`${what}: exit 2`, function () {

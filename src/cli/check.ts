@@ -1,8 +1,11 @@
 import { Command } from 'commander';
 import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
-import { inspectJournal, type JournalReport } from '../journal/replay';
-import type { SuperblockCopy } from '../journal/superblock';
+import { BlockWindow } from '../io/window';
+import { loadBlockMap } from '../journal/block-map';
+import { inspectJournal, replayInMemory, type JournalReport } from '../journal/replay';
+import { ReplayedView } from '../journal/replayed-view';
+import { homeBlocks, VERSION_2, type Superblock, type SuperblockCopy } from '../journal/superblock';
 import { CliError } from './failure';
 import { renderFields } from './key-value';
 import { openTarget } from './open-target';
@@ -14,6 +17,14 @@ import { volumeFields, volumeRows, type VolumeFields } from './volume-fields';
  * (PATH is opened O_RDONLY, so the kernel refuses any write). It reports each
  * superblock copy, the deltas replay would apply, where and why the walk
  * stops, and a verdict that decides the exit status (see EXIT_STATUS_HELP).
+ *
+ * Version 2 also checks the block map as an open would find it: the map at
+ * home with the replay walk's result applied (the map and summary blocks
+ * that pending deltas log patched over, in memory, as a read-only open
+ * does), so that a map block torn by a crash during home writes, which
+ * replay rewrites, is not taken for damage. It reports which map and
+ * summary blocks replay would rewrite, the map blocks in use, and the
+ * physical blocks used and free (the free space open rebuilds from the map).
  */
 
 /** The exit statuses, in --help: which damage is normal after a crash and which is not. */
@@ -29,7 +40,10 @@ Exit status:
      deltas logged after it. The writer starts a delta only once the previous
      one is durable, so the damaged delta had been committed (acknowledged),
      and replay, which ends at the first bad record, would drop it and every
-     delta after it: data loss, not a crash. Also any I/O error.
+     delta after it: data loss, not a crash. Also, in a volume of version 2,
+     a corrupt block map (as replay would leave it): a map block the summary
+     flags that is damaged or was never written, or a physical block that two
+     volume blocks reference. Also any I/O error.
   2  usage error.`;
 
 type CopyState = 'in force' | 'valid' | 'damaged' | 'missing';
@@ -50,6 +64,28 @@ export interface DeltaReport {
   position: number;
   blocks: number;
   homes: number[];
+  /** Version 2 only: home blocks (in the physical area) the delta wrote in place of the log. */
+  redirected?: number[];
+}
+
+/**
+ * Version 2: the block map as an open would load it, that is, at home with
+ * the pending deltas' logged map and summary blocks applied (in memory).
+ */
+export interface MapReport {
+  state: 'ok' | 'damaged';
+  /** What is wrong (damaged), naming the map or summary block. */
+  problem?: string;
+  /** Home blocks of the map summary and the block map that replay would rewrite (logged by pending deltas); empty: the map at home is the map. */
+  replayRewrites: number[];
+  summaryBlocks: number;
+  mapBlocks: number;
+  /** Map blocks the summary flags (holding an entry that is not identity); the others are identity and are not read. */
+  mapBlocksInUse?: number;
+  physicalBlocks: number;
+  /** Physical blocks the map references (one per volume block) and the free rest: the free space open rebuilds. */
+  physicalUsed?: number;
+  physicalFree?: number;
 }
 
 export interface CheckReport {
@@ -66,13 +102,15 @@ export interface CheckReport {
   stop: { position: number; kind: 'end' | 'torn'; reason: string } | null;
   /** Deltas logged after the stop (valid descriptors of this lap): the stop is damage, not a crash (exit 1). */
   stranded: StrandedDelta[];
+  /** Version 2: the block map; null in version 1 (and when there is no volume). */
+  map: MapReport | null;
 }
 
 export function checkCommand(): Command {
   return new Command('check')
     .description(
       'Check a blockfork volume without writing to it: both superblock copies (which is in force, which is damaged and why), ' +
-        'the deltas that replay would apply from the checkpoint, and where and why the log walk stops.',
+        'the deltas that replay would apply from the checkpoint, where and why the log walk stops, and in a volume of version 2 the block map.',
     )
     .argument('<path>', 'a block device or a file holding a volume')
     .option('--json', 'print the report as JSON on stdout (also when the verdict is exit 1)', false)
@@ -112,21 +150,60 @@ export async function examine(io: BlockIo): Promise<CheckReport> {
   const { superblock: sb, stop } = journal;
   const stranded = await strandedDeltas(io, sb, stop.position);
   const superblocks = journal.copies.map((c) => copyReport(c, sb.sequence));
-  const replay = journal.deltas.map((d) => ({ delta: d.delta, position: d.position, blocks: d.homes.length, homes: [...d.homes] }));
+  const v2 = sb.version === VERSION_2;
+  const replay: DeltaReport[] = journal.deltas.map((d) => ({
+    delta: d.delta,
+    position: d.position,
+    blocks: d.homes.length,
+    homes: [...d.homes],
+    ...(v2 ? { redirected: [...d.redirected] } : {}),
+  }));
+  const map = v2 ? await checkMap(io, sb, journal) : null;
   return {
     path: io.path,
-    consistent: stranded.length === 0,
-    verdict: verdict(replay, stop, superblocks, stranded),
+    consistent: stranded.length === 0 && map?.state !== 'damaged',
+    verdict: verdict(replay, stop, superblocks, stranded, map),
     volume: volumeFields(sb),
     superblocks,
     replay,
     stop: { position: stop.position, kind: stop.kind, reason: stop.reason },
     stranded,
+    map,
   };
 }
 
+/**
+ * Loads the block map of a version 2 volume as open would (loadBlockMap over
+ * the home area), with the replay walk's result applied: when pending
+ * deltas log map or summary blocks, the walk is repeated in memory and its
+ * images are read in place of the blocks at home. ERR_MAP_CORRUPT is the
+ * report's `damaged`; any other error is thrown.
+ */
+async function checkMap(io: BlockIo, sb: Superblock, journal: JournalReport): Promise<MapReport> {
+  const metadata = sb.summaryBlocks + sb.mapBlocks;
+  const rewrites = new Set<number>();
+  for (const d of journal.deltas) for (const h of d.homes) if (h < metadata) rewrites.add(h);
+  let home: BlockIo = new BlockWindow(io, sb.dataStart * sb.blockSize, homeBlocks(sb) * sb.blockSize);
+  if (rewrites.size > 0) home = new ReplayedView(home, sb.blockSize, (await replayInMemory(io)).blocks);
+  const base = {
+    replayRewrites: [...rewrites].sort((a, b) => a - b),
+    summaryBlocks: sb.summaryBlocks,
+    mapBlocks: sb.mapBlocks,
+    physicalBlocks: sb.physicalBlocks,
+  };
+  try {
+    const loaded = await loadBlockMap(home, sb);
+    const { allocator } = loaded;
+    return { state: 'ok', ...base, mapBlocksInUse: loaded.mapBlocksRead, physicalUsed: allocator.used, physicalFree: allocator.free };
+  } catch (error) {
+    if (!(error instanceof BlockforkError) || error.code !== 'ERR_MAP_CORRUPT') throw error;
+    const problem = error.message.startsWith('the block map') ? error.message : `the block map is damaged: ${error.message}`;
+    return { state: 'damaged', problem, ...base };
+  }
+}
+
 function unusable(path: string, verdict: string): CheckReport {
-  return { path, consistent: false, verdict, volume: null, superblocks: [], replay: [], stop: null, stranded: [] };
+  return { path, consistent: false, verdict, volume: null, superblocks: [], replay: [], stop: null, stranded: [], map: null };
 }
 
 function copyReport(c: SuperblockCopy, inForce: number): CopyReport {
@@ -140,7 +217,16 @@ function copyReport(c: SuperblockCopy, inForce: number): CopyReport {
   };
 }
 
-function verdict(replay: DeltaReport[], stop: { position: number; kind: string; reason: string }, copies: CopyReport[], stranded: StrandedDelta[]): string {
+function verdict(
+  replay: DeltaReport[],
+  stop: { position: number; kind: string; reason: string },
+  copies: CopyReport[],
+  stranded: StrandedDelta[],
+  map: MapReport | null,
+): string {
+  if (stranded.length === 0 && map?.state === 'damaged') {
+    return `damaged beyond what replay handles: ${map.problem}${map.replayRewrites.length > 0 ? ' (with the pending deltas replayed in memory)' : ''}`;
+  }
   if (stranded.length > 0) {
     const lost = stranded.map((s) => `delta ${s.delta} at log position ${s.position}`).join(', ');
     return (
@@ -172,12 +258,26 @@ function render(r: CheckReport): string {
   fields.push(['replay', r.replay.length === 0 ? 'nothing to apply' : `would apply ${r.replay.length} ${r.replay.length === 1 ? 'delta' : 'deltas'}`]);
   for (const d of r.replay.slice(0, DELTAS_SHOWN)) {
     const homes = d.homes.slice(0, HOMES_SHOWN).join(', ') + (d.homes.length > HOMES_SHOWN ? `, … (${d.homes.length - HOMES_SHOWN} more)` : '');
-    fields.push([`  delta ${d.delta}`, `log position ${d.position}: ${d.blocks} ${d.blocks === 1 ? 'block' : 'blocks'}${d.blocks > 0 ? ` (home ${homes})` : ''}`]);
+    const redirected = d.redirected === undefined || d.redirected.length === 0 ? '' : `, ${d.redirected.length} redirected`;
+    fields.push([`  delta ${d.delta}`, `log position ${d.position}: ${d.blocks} ${d.blocks === 1 ? 'block' : 'blocks'}${d.blocks > 0 ? ` (home ${homes})` : ''}${redirected}`]);
   }
   if (r.replay.length > DELTAS_SHOWN) fields.push(['  …', `${r.replay.length - DELTAS_SHOWN} more (--json lists them all)`]);
   const stop = r.stop!;
   fields.push(['log walk', `stops at log position ${stop.position}: ${stop.kind === 'end' ? 'end of the log' : 'torn record'} (${stop.reason})`]);
   for (const s of r.stranded) fields.push(['  stranded', `delta ${s.delta} at log position ${s.position}: ${s.blocks} blocks, logged after the stop`]);
+  if (r.map !== null) fields.push(...mapRows(r.map));
   fields.push(['result', r.verdict]);
   return renderFields(fields);
+}
+
+function mapRows(m: MapReport): [string, string][] {
+  const rows: [string, string][] = [];
+  const when = m.replayRewrites.length === 0 ? 'as at home' : `as replay leaves it (replay rewrites home ${m.replayRewrites.length === 1 ? 'block' : 'blocks'} ${m.replayRewrites.join(', ')})`;
+  if (m.state === 'damaged') {
+    rows.push(['block map', `damaged, ${when}: ${m.problem}`]);
+    return rows;
+  }
+  rows.push(['block map', `${m.mapBlocksInUse} of ${m.mapBlocks} map blocks in use, ${when}`]);
+  rows.push(['physical blocks', `${m.physicalUsed} used, ${m.physicalFree} free of ${m.physicalBlocks}`]);
+  return rows;
 }

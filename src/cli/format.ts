@@ -24,6 +24,8 @@ export const DEFAULT_BLOCK_SIZE = 4096;
 export interface FormatOptions {
   blockSize: number;
   logSize?: number;
+  formatVersion: 1 | 2;
+  reserve?: number;
   size?: number;
   force: boolean;
   json: boolean;
@@ -40,7 +42,8 @@ export interface FormatReport extends VolumeFields {
 export function formatCommand(): Command {
   return new Command('format')
     .description(
-      'Format PATH as a journaled blockfork volume: two superblock copies, a log ring and the data area (docs/FORMAT.md). ' +
+      'Format PATH as a journaled blockfork volume: two superblock copies, a log ring and the data area (docs/FORMAT.md); ' +
+        'with --format-version 2, a block map, a map summary and a physical area with a reserve in place of the data area. ' +
         'Refuses a block device that is mounted or in use, a target holding a known file-system signature, and an existing ' +
         'blockfork volume, unless --force.',
     )
@@ -55,12 +58,22 @@ export function formatCommand(): Command {
         bytesArgument,
       ),
     )
+    .addOption(
+      new Option('--format-version <1|2>', 'the on-disk format (docs/FORMAT.md): 1 logs every block, 2 redirects long runs through a block map')
+        .argParser(formatVersionArgument)
+        .default(1),
+    )
+    .addOption(
+      new Option('--reserve <bytes>', 'version 2: bytes of physical space beyond the volume\'s, whole blocks (default: the log\'s size)').argParser(bytesArgument),
+    )
     .addOption(new Option('--size <bytes>', 'if PATH does not exist, create it as a sparse file of this size (1G, 256M)').argParser(bytesArgument))
     .option('--force', 'format even a device that is in use, holds a known signature or a blockfork volume', false)
     .option('--json', 'print what was made as JSON on stdout', false)
     .action(async (path: string, options: FormatOptions, command: Command) => {
-      const logBlocks = logBlocksOf(options, (message) => command.error(`error: ${message}`));
-      const report = await format(path, options, logBlocks);
+      const usage = (message: string): never => command.error(`error: ${message}`);
+      const logBlocks = logBlocksOf(options, usage);
+      const reserveBlocks = reserveBlocksOf(options, usage);
+      const report = await format(path, options, logBlocks, reserveBlocks);
       process.stdout.write(options.json ? JSON.stringify(report, null, 2) + '\n' : render(report));
     });
 }
@@ -71,6 +84,11 @@ function blockSizeArgument(text: string): number {
     throw new InvalidArgumentError(`expected a power of two from ${MIN_BLOCK_SIZE} to ${MAX_BLOCK_SIZE} (such as 4096 or 4K)`);
   }
   return bytes;
+}
+
+function formatVersionArgument(text: string): 1 | 2 {
+  if (text !== '1' && text !== '2') throw new InvalidArgumentError('expected 1 or 2');
+  return text === '1' ? 1 : 2;
 }
 
 function bytesArgument(text: string): number {
@@ -88,7 +106,16 @@ function logBlocksOf(options: FormatOptions, usage: (message: string) => never):
   return logSize / blockSize;
 }
 
-async function format(path: string, options: FormatOptions, logBlocks: number | undefined): Promise<FormatReport> {
+/** --reserve in blocks: version 2 only, whole blocks, at least one. */
+function reserveBlocksOf(options: FormatOptions, usage: (message: string) => never): number | undefined {
+  if (options.reserve === undefined) return undefined;
+  const { reserve, blockSize } = options;
+  if (options.formatVersion !== 2) usage(`--reserve goes with --format-version 2 (version ${options.formatVersion} has no reserve)`);
+  if (reserve % blockSize !== 0) usage(`--reserve ${reserve} is not a whole number of ${blockSize}-byte blocks`);
+  return reserve / blockSize;
+}
+
+async function format(path: string, options: FormatOptions, logBlocks: number | undefined, reserveBlocks: number | undefined): Promise<FormatReport> {
   const existing = statIfExists(path);
   if (existing === undefined && options.size === undefined) {
     throw new CliError(`${path} does not exist: pass --size BYTES to create it as a file`);
@@ -107,7 +134,7 @@ async function format(path: string, options: FormatOptions, logBlocks: number | 
       );
     }
     if (!options.force) await refuseExistingVolume(device);
-    const sb = await formatVolume(device, { blockSize: options.blockSize, logBlocks, overwrite: options.force });
+    const sb = await formatVolume(device, { blockSize: options.blockSize, logBlocks, overwrite: options.force, version: options.formatVersion, reserveBlocks });
     formatted = true;
     return { path, created: device.created, direct: geometry.direct, ...volumeFields(sb) };
   } finally {
