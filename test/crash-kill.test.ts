@@ -21,6 +21,11 @@ import { makeScratchDir, type ScratchDir } from './support/scratch-dir';
  *   and at most one delta is half written (README).
  * - Journal mode (G5): the volume holds exactly the state after one delta D,
  *   D_ack <= D <= the last delta closed.
+ * - Journal mode on format version 2 (redirect-on-write), the same G5: the
+ *   workload's deltas also write runs of consecutive blocks, and the
+ *   threshold (`redirectMin`, 2 or 4 blocks) is low, so most deltas mix
+ *   redirected runs (written once, to new physical blocks, in the batch of
+ *   the log records; the map blocks logged) with blocks logged whole.
  *
  * D_ack is the last delta whose commit() resolved before the kill. A kill is
  * not a power cut: what the kernel has accepted survives, so this tests the
@@ -42,6 +47,8 @@ const BLOCK_SIZE = 4096;
 const RUNS = Number(process.env.BLOCKFORK_CRASH_RUNS ?? 60);
 const MIN_RUNS = Math.min(RUNS, 16);
 const BUDGET_MS = Number(process.env.BLOCKFORK_CRASH_BUDGET_MS ?? 22_000);
+/** Version 2 runs in addition to version 1's: a shorter budget by default (still at least MIN_RUNS runs). */
+const V2_BUDGET_MS = Number(process.env.BLOCKFORK_CRASH_V2_BUDGET_MS ?? Math.min(BUDGET_MS, 14_000));
 const PARALLEL = 2;
 const BASE_SEED = process.env.BLOCKFORK_CRASH_SEED !== undefined ? Number(process.env.BLOCKFORK_CRASH_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 /** A child that has not acknowledged a commit by then is stuck. */
@@ -84,6 +91,9 @@ interface ChildReport {
   acked: number;
   forks: number;
   spaceWaits: number;
+  /** Version 2: blocks redirected so far, at the last acknowledgement. */
+  redirected: number;
+  reserveWaits: number;
   error: string | undefined;
 }
 
@@ -97,6 +107,8 @@ interface RunResult {
   halfWritten: boolean;
   forks: number;
   spaceWaits: number;
+  redirected: number;
+  reserveWaits: number;
   killed: boolean;
 }
 
@@ -108,6 +120,16 @@ interface RunResult {
  */
 function reopen(config: CrashConfig): Promise<Volume> {
   return open(config.path, { size: config.size, blockSize: config.blockSize, journal: config.mode === 'journal', cacheSize: 1 << 20 });
+}
+
+/** What the volume the child left says of itself: its format version. */
+async function formatVersionOf(config: CrashConfig): Promise<number | undefined> {
+  const vol = await reopen(config);
+  try {
+    return vol.stats().journal?.redirect === undefined ? 1 : 2;
+  } finally {
+    await vol.close();
+  }
 }
 
 async function readBack(config: CrashConfig, blocks: readonly number[]): Promise<Map<number, Buffer>> {
@@ -130,7 +152,7 @@ function runChild(childJs: string, config: CrashConfig): Promise<ChildReport & {
   const delay = early ? rng() * 30 : rng() * 250;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [childJs, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const report: ChildReport = { base: undefined, closed: 0, acked: 0, forks: 0, spaceWaits: 0, error: undefined };
+    const report: ChildReport = { base: undefined, closed: 0, acked: 0, forks: 0, spaceWaits: 0, redirected: 0, reserveWaits: 0, error: undefined };
     let killed = false;
     let armed = false;
     let stderr = '';
@@ -162,6 +184,8 @@ function runChild(childJs: string, config: CrashConfig): Promise<ChildReport & {
         report.acked = k;
         report.forks = Number(args[1]);
         report.spaceWaits = Number(args[2]);
+        report.redirected = Number(args[3]);
+        report.reserveWaits = Number(args[4]);
         arm();
       } else if (what === 'error') {
         report.error ??= args.join(' ');
@@ -192,42 +216,51 @@ function runChild(childJs: string, config: CrashConfig): Promise<ChildReport & {
   });
 }
 
-async function crashRun(childJs: string, scratch: ScratchDir, mode: CrashMode, seed: number): Promise<RunResult> {
-  const config: CrashConfig = {
-    mode,
-    seed,
-    path: scratch.file(`${mode}-${seed}.img`),
-    size: SIZE,
-    blockSize: BLOCK_SIZE,
+type Variant = CrashMode | 'journal-v2';
+
+function configFor(scratch: ScratchDir, variant: Variant, seed: number): CrashConfig {
+  const mode: CrashMode = variant === 'ordered' ? 'ordered' : 'journal';
+  const common = { mode, seed, path: scratch.file(`${variant}-${seed}.img`), size: SIZE, blockSize: BLOCK_SIZE, maxDeltas: 1 + (seed % 3) };
+  if (variant !== 'journal-v2') {
     // 8 to 24 pages for 96 blocks: evictions and reads back; a delta dirties up to 20, so with deltas in flight the cache is sometimes full.
-    cacheSize: (8 + (seed % 5) * 4) * BLOCK_SIZE,
-    maxDeltas: 1 + (seed % 3),
-  };
+    return { ...common, cacheSize: (8 + (seed % 5) * 4) * BLOCK_SIZE };
+  }
+  // A delta dirties up to 60 blocks with runs, plus the map's summary and map block: 24 to 56 pages.
+  // Runs of 2 or more (or 4 or more) blocks are redirected. The reserve: the log's size (an eighth of the volume), or
+  // in a third of the runs 16 blocks (less than a delta may redirect), so that frees are released by checkpoints and reused, and plans wait for reserve.
+  const reserveSize = seed % 3 === 0 ? 16 * BLOCK_SIZE : undefined;
+  return { ...common, cacheSize: (24 + (seed % 5) * 8) * BLOCK_SIZE, formatVersion: 2, redirectMin: (seed % 2 === 0 ? 2 : 4) * BLOCK_SIZE, reserveSize, runs: true };
+}
+
+async function crashRun(childJs: string, scratch: ScratchDir, variant: Variant, seed: number): Promise<RunResult> {
+  const config = configFor(scratch, variant, seed);
+  const mode = config.mode;
   try {
     const report = await runChild(childJs, config);
     const model = new WorkloadModel(seed, 0);
     const read = await readBack(config, model.blocks).catch((error: Error) => {
-      throw Object.assign(new Error(`${mode}, seed ${seed}, D_ack ${report.acked}, last closed ${report.closed}: reopening after the kill failed: ${error.message}`), { cause: error });
+      throw Object.assign(new Error(`${variant}, seed ${seed}, D_ack ${report.acked}, last closed ${report.closed}: reopening after the kill failed: ${error.message}`), { cause: error });
     });
     let found: number;
     let halfWritten = false;
     if (mode === 'journal') {
-      found = checkJournal(seed, report.acked, report.closed, read);
+      found = checkJournal(seed, report.acked, report.closed, read, config.runs === true, variant);
+      if (variant === 'journal-v2' && seed % 8 === 0) assert.equal(await formatVersionOf(config), 2, `seed ${seed}: the volume is of version 2`);
     } else {
       ({ newest: found, halfWritten } = checkOrdered(seed, report.acked, report.closed, read));
     }
-    return { seed, acked: report.acked, closed: report.closed, found, halfWritten, forks: report.forks, spaceWaits: report.spaceWaits, killed: report.killed };
+    return { seed, acked: report.acked, closed: report.closed, found, halfWritten, forks: report.forks, spaceWaits: report.spaceWaits, redirected: report.redirected, reserveWaits: report.reserveWaits, killed: report.killed };
   } finally {
     fs.rmSync(config.path, { force: true });
   }
 }
 
-async function crashRuns(childJs: string, scratch: ScratchDir, mode: CrashMode, modeSalt: number): Promise<RunResult[]> {
+async function crashRuns(childJs: string, scratch: ScratchDir, mode: Variant, modeSalt: number, budgetMs = BUDGET_MS): Promise<RunResult[]> {
   const seeds = Array.from({ length: RUNS }, (_, i) => (BASE_SEED + modeSalt + i * 0x9e3779b1) >>> 0);
   const results: RunResult[] = [];
   const failures: unknown[] = [];
   let next = 0;
-  const deadline = Date.now() + BUDGET_MS;
+  const deadline = Date.now() + budgetMs;
   // After a failure no new run starts; the runs under way finish (their children killed) before it is thrown.
   const worker = async (): Promise<void> => {
     while (next < seeds.length && failures.length === 0 && (next < MIN_RUNS || Date.now() < deadline)) {
@@ -243,7 +276,7 @@ async function crashRuns(childJs: string, scratch: ScratchDir, mode: CrashMode, 
   return results;
 }
 
-function summary(mode: CrashMode, results: readonly RunResult[], ms: number): string {
+function summary(mode: Variant, results: readonly RunResult[], ms: number): string {
   const gaps = new Map<number, number>();
   for (const r of results) {
     const gap = Math.min(r.found - r.acked, 5);
@@ -254,13 +287,14 @@ function summary(mode: CrashMode, results: readonly RunResult[], ms: number): st
     .map((g) => `${g === 5 ? '5+' : g}:${gaps.get(g)}`)
     .join(' ');
   const sum = (f: (r: RunResult) => number): number => results.reduce((total, r) => total + f(r), 0);
-  const what = mode === 'journal' ? 'D - D_ack' : 'newest delta seen - D_ack';
+  const what = mode === 'ordered' ? 'newest delta seen - D_ack' : 'D - D_ack';
+  const redirected = mode === 'journal-v2' ? `, blocks redirected ${sum((r) => r.redirected)} (in ${results.filter((r) => r.redirected > 0).length} runs), reserve waits ${sum((r) => r.reserveWaits)}` : '';
   const halfWritten = mode === 'ordered' ? `, one delta half written in ${results.filter((r) => r.halfWritten).length} runs` : '';
   return (
     `      crash-kill ${mode}: ${results.length} runs, ${results.filter((r) => r.killed).length} kills ` +
     `(${results.filter((r) => r.acked === 0).length} before any ack), ${sum((r) => r.acked)} deltas acknowledged, ` +
     `${sum((r) => r.closed - r.acked)} closed but not acknowledged, forks ${sum((r) => r.forks)} (in ${results.filter((r) => r.forks > 0).length} runs), ` +
-    `cache-full waits ${sum((r) => r.spaceWaits)}, ${what}: ${distribution}${halfWritten}; base seed ${BASE_SEED}, ${(ms / 1000).toFixed(1)} s`
+    `cache-full waits ${sum((r) => r.spaceWaits)}${redirected}, ${what}: ${distribution}${halfWritten}; base seed ${BASE_SEED}, ${(ms / 1000).toFixed(1)} s`
   );
 }
 
@@ -294,6 +328,18 @@ describe('crash by SIGKILL', function () {
     console.log(summary('journal', results, Date.now() - started));
     assert.ok(results.filter((r) => r.acked > 0).length >= results.length / 2, 'most runs are killed after a commit was acknowledged');
     assert.ok(results.some((r) => r.forks > 0), 'forks happen');
+  });
+
+  it('journal mode, format version 2 (G5): long runs redirected, short ones logged; reopening gives exactly the state after one delta D >= the last acknowledged one', async function () {
+    this.timeout(V2_BUDGET_MS + 90_000);
+    const started = Date.now();
+    const results = await crashRuns(childJs, scratch, 'journal-v2', 0xc2c2, V2_BUDGET_MS);
+    console.log(summary('journal-v2', results, Date.now() - started));
+    assert.ok(results.filter((r) => r.acked > 0).length >= results.length / 2, 'most runs are killed after a commit was acknowledged');
+    assert.ok(results.some((r) => r.forks > 0), 'forks happen');
+    // stats().journal.redirect.redirectedBlocks at the child's last acknowledgement: the runs really were redirected.
+    assert.ok(results.filter((r) => r.redirected > 0).length >= results.filter((r) => r.acked > 2).length / 2, 'blocks are redirected in most runs');
+    assert.ok(results.some((r) => r.redirected > 0), 'blocks are redirected');
   });
 });
 

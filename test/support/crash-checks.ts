@@ -45,10 +45,10 @@ function firstDifference(model: WorkloadModel, D: number, found: ReadonlyMap<num
 }
 
 /** G5: the blocks hold exactly the state after one delta D, acked <= D <= closed. Returns D. */
-export function checkJournal(seed: number, acked: number, closed: number, read: ReadonlyMap<number, Buffer>): number {
-  const where = `journal, seed ${seed}, D_ack ${acked}, last closed ${closed}`;
+export function checkJournal(seed: number, acked: number, closed: number, read: ReadonlyMap<number, Buffer>, runs = false, what = 'journal'): number {
+  const where = `${what}, seed ${seed}, D_ack ${acked}, last closed ${closed}`;
   const found = decodeAll(seed, read, where);
-  const model = new WorkloadModel(seed, Math.max(acked, closed));
+  const model = new WorkloadModel(seed, Math.max(acked, closed), runs);
   let closest: { D: number; diff: NonNullable<ReturnType<typeof firstDifference>> } | undefined;
   for (let D = closed; D >= acked; D--) {
     const diff = firstDifference(model, D, found);

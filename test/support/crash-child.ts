@@ -9,7 +9,9 @@
  *
  *   ready <base>                   the volume is open; its open delta is <base> (plan delta 1)
  *   close <k>                      commit() of plan delta k is about to be called
- *   ack <k> <forks> <spaceWaits>   the commit of plan delta k resolved
+ *   ack <k> <forks> <spaceWaits> <redirected> <reserveWaits>
+ *                                  the commit of plan delta k resolved (version 2: blocks
+ *                                  redirected so far, waits for reserve)
  *   error <message>                something went wrong; the child exits with status 1
  */
 import * as fs from 'node:fs';
@@ -42,6 +44,7 @@ async function main(): Promise<void> {
     size: config.size,
     blockSize: config.blockSize,
     journal: config.mode === 'journal',
+    ...(config.formatVersion === 2 ? { formatVersion: 2 as const, redirectMin: config.redirectMin, reserveSize: config.reserveSize } : {}),
     cacheSize: config.cacheSize,
     maxDeltas: config.maxDeltas,
     // No transitions by themselves: every delta is closed by the plan's commit.
@@ -50,7 +53,7 @@ async function main(): Promise<void> {
   const base = vol.stats().delta;
   say(`ready ${base}`);
   for (let k = 1; ; k++) {
-    const plan = planDelta(config.seed, k);
+    const plan = planDelta(config.seed, k, config.runs === true);
     const expected = (base + k - 1) >>> 0;
     const runs = plan.changes.map((blocks, c) => () => writeBlocks(vol, config, k, expected, blocks, plan.overwrite[c]));
     if (plan.concurrent) await Promise.all(runs.map((run) => run()));
@@ -61,7 +64,7 @@ async function main(): Promise<void> {
     const committed = Promise.all(commits).then((numbers) => {
       for (const number of numbers) if (number !== expected) fail(`commit of plan delta ${k} resolved with delta ${number}, expected ${expected}`);
       const stats = vol.stats();
-      say(`ack ${k} ${stats.forks} ${stats.spaceWaits}`);
+      say(`ack ${k} ${stats.forks} ${stats.spaceWaits} ${stats.journal?.redirect?.redirectedBlocks ?? 0} ${stats.journal?.redirect?.reserveWaits ?? 0}`);
     }, fail);
     if (plan.awaitCommit) await committed;
     // Changes called after a commit may join its delta while the pipeline is full; the plan's

@@ -22,6 +22,13 @@ export type CrashMode = 'ordered' | 'journal';
 
 export interface CrashConfig {
   readonly mode: CrashMode;
+  /** Journal mode: the format version (default 1); 2 redirects runs of at least `redirectMin` bytes. */
+  readonly formatVersion?: 1 | 2;
+  readonly redirectMin?: number;
+  /** Version 2: physical blocks beyond the volume's, in bytes (default the log's size). */
+  readonly reserveSize?: number;
+  /** The workload's deltas also write runs of consecutive blocks (long enough to be redirected in version 2). */
+  readonly runs?: boolean;
   readonly seed: number;
   readonly path: string;
   readonly size: number;
@@ -58,6 +65,9 @@ export interface DeltaPlan {
   readonly blocks: ReadonlySet<number>;
 }
 
+/** With runs: the longest run of consecutive blocks one change writes (within the contiguous first half of the slots). */
+export const MAX_RUN = 10;
+
 function mix(...values: number[]): number {
   let h = 0x811c9dc5;
   for (const v of values) {
@@ -75,9 +85,14 @@ export function rngFor(seed: number, ...what: number[]): () => number {
 
 const planCache = new Map<string, DeltaPlan>();
 
-/** The plan of delta k (k >= 1) of the workload of `seed`. */
-export function planDelta(seed: number, k: number): DeltaPlan {
-  const key = `${seed}:${k}`;
+/**
+ * The plan of delta k (k >= 1) of the workload of `seed`. With `runs`, a
+ * change may also write a run of 2 to MAX_RUN consecutive blocks (in the
+ * contiguous half of the slots, in ascending or descending order), so that
+ * deltas mix long runs and scattered blocks.
+ */
+export function planDelta(seed: number, k: number, runs = false): DeltaPlan {
+  const key = `${seed}:${k}:${runs ? 1 : 0}`;
   const cached = planCache.get(key);
   if (cached) return cached;
   const rng = rngFor(seed, 1, k);
@@ -97,6 +112,17 @@ export function planDelta(seed: number, k: number): DeltaPlan {
       writes.push(block);
       over.push(rng() < 0.3);
       blocks.add(block);
+    }
+    if (runs && rng() < 0.5) {
+      const length = 2 + int(MAX_RUN - 1);
+      const first = int(SLOTS / 2 - length + 1);
+      const descending = rng() < 0.3;
+      for (let i = 0; i < length; i++) {
+        const block = slotBlock(descending ? first + length - 1 - i : first + i);
+        writes.push(block);
+        over.push(rng() < 0.5);
+        blocks.add(block);
+      }
     }
     changes.push(writes);
     overwrite.push(over);
@@ -170,13 +196,15 @@ export class WorkloadModel {
   constructor(
     readonly seed: number,
     last: number,
+    /** The workload with runs (planDelta's `runs`). */
+    readonly runs = false,
   ) {
     this.blocks = Array.from({ length: SLOTS }, (_, slot) => slotBlock(slot));
     let state = new Map<number, number>(this.blocks.map((b) => [b, 0]));
     this.states.push(state);
     for (let k = 1; k <= last; k++) {
       state = new Map(state);
-      for (const b of planDelta(seed, k).blocks) state.set(b, k);
+      for (const b of planDelta(seed, k, runs).blocks) state.set(b, k);
       this.states.push(state);
     }
   }

@@ -25,6 +25,8 @@ interface WriteEvent {
   readonly id: number;
   readonly offset: number;
   readonly data: Uint8Array;
+  /** The submit() call it came in: writes of one batch share it. */
+  readonly batch: number;
 }
 
 interface FlushEvent {
@@ -44,10 +46,19 @@ interface MarkEvent {
 
 export type PowerLossEvent = WriteEvent | FlushEvent | MarkEvent;
 
+/** What a crash image made of the writes not durable at its point (ids of WriteEvents). */
+export interface CrashOutcome {
+  readonly kept: number[];
+  readonly lost: number[];
+  /** The lost write of which some sectors landed (one of `lost`), if any. */
+  torn: number | undefined;
+}
+
 
 export class PowerLossDevice implements BlockIo {
   readonly events: PowerLossEvent[] = [];
   private nextId = 0;
+  private nextBatch = 0;
   private readonly completed = new Set<number>();
 
   /** The flush in flight, when requests submitted meanwhile wait for it (`flushBarrier`). */
@@ -92,10 +103,11 @@ export class PowerLossDevice implements BlockIo {
 
   async submit(requests: readonly IoRequest[]): Promise<IoResult[]> {
     while (this.flushing) await this.flushing;
+    const batch = this.nextBatch++;
     const ids: (number | undefined)[] = requests.map((r) => {
       if (r.op !== 'write') return undefined;
       const id = this.nextId++;
-      this.events.push({ kind: 'write', id, offset: r.offset, data: Buffer.concat(r.buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))) });
+      this.events.push({ kind: 'write', id, offset: r.offset, data: Buffer.concat(r.buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))), batch });
       return id;
     });
     const results = await this.inner.submit(requests);
@@ -161,16 +173,25 @@ export class PowerLossDevice implements BlockIo {
     return this.replay(point).image;
   }
 
-  /** The device's bytes after a power cut once the first `point` events had happened. */
-  crashImage(point: number, random: Random): Buffer {
+  /**
+   * The device's bytes after a power cut once the first `point` events had
+   * happened; `outcome`, if given, is told which pending writes were kept,
+   * lost and torn.
+   */
+  crashImage(point: number, random: Random, outcome?: CrashOutcome): Buffer {
     const { image, pending } = this.replay(point);
     const rest = [...pending.values()];
     shuffle(rest, random);
     const kept = rest.filter(() => random() < 0.5);
     const lost = rest.filter((w) => !kept.includes(w));
     for (const w of kept) image.set(w.data, w.offset);
+    if (outcome) {
+      outcome.kept.push(...kept.map((w) => w.id));
+      outcome.lost.push(...lost.map((w) => w.id));
+    }
     if (lost.length > 0) {
       const torn = lost[Math.floor(random() * lost.length)];
+      if (outcome) outcome.torn = torn.id;
       const sector = this.geometry.logicalSectorSize;
       for (let at = 0; at < torn.data.byteLength; at += sector) {
         if (random() < 0.5) image.set(torn.data.subarray(at, at + sector), torn.offset + at);
