@@ -234,7 +234,7 @@ export class Volume {
       blockMap = new VolumeMap(cache, mapped.superblock, mapped.loaded);
       const pipeline = mounted.pipeline;
       if (pipeline !== undefined) {
-        const redirector = new Redirector(blockMap, mapped.loaded.allocator, settings.redirectBlocks, () => pipeline.checkpointSoon());
+        const redirector = new Redirector(blockMap, mapped.loaded.allocator, settings.redirectBlocks, () => pipeline.askCheckpoint());
         pipeline.redirectWith(redirector, mapped.superblock.physicalBlocks - mapped.superblock.blockCount);
       }
     }

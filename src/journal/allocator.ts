@@ -336,6 +336,35 @@ export class Allocator {
   }
 
   /**
+   * Makes runs allocatable at once: blocks whose free the caller held until
+   * it was safe (redirect.ts holds those that a logged image still targets
+   * until a checkpoint). `runs` ascending and disjoint. Throws
+   * ERR_DOUBLE_FREE, changing nothing, when a block is free or pending.
+   */
+  freeNow(runs: readonly Run[]): void {
+    const starts: number[] = [];
+    const ends: number[] = [];
+    let previous = -1;
+    for (const run of runs) {
+      const [start, end] = this.checkRun('run', run);
+      if (start < previous) throw new RangeError(`runs must be ascending and disjoint: ${start} follows ${previous - 1}`);
+      previous = end;
+      const f = this.extentEndingAfter(start);
+      if (f < this.starts.length && this.starts[f] < end) {
+        throw new BlockforkError('ERR_DOUBLE_FREE', `physical block ${Math.max(start, this.starts[f])} is free already (run ${start}..${end - 1})`);
+      }
+      const p = lowerBound(this.pendingEnds, start + 1);
+      if (p < this.pendingStarts.length && this.pendingStarts[p] < end) {
+        throw new BlockforkError('ERR_DOUBLE_FREE', `physical block ${Math.max(start, this.pendingStarts[p])} is pending already (run ${start}..${end - 1})`);
+      }
+      starts.push(start);
+      ends.push(end);
+    }
+    for (let k = 0; k < starts.length; k++) this.freeBlocks += ends[k] - starts[k];
+    this.merge(starts, ends);
+  }
+
+  /**
    * Every delta <= `delta` is checkpointed: their deferred frees become
    * allocatable. Deltas only grow (full 64-bit-safe JS integers); the same
    * delta again is a no-op.

@@ -56,8 +56,6 @@ export type MapDirty = (mapping: Mapping, block: number, overwrite: boolean) => 
 export interface LoadedMap {
   /** One bit per map block, as the summary blocks hold them (their headers left out). */
   readonly summary: Uint8Array;
-  /** Which summary blocks carry this volume's header. */
-  readonly summaryWritten: boolean[];
   readonly allocator: Allocator;
   /** Map blocks read (their summary bit set). */
   readonly mapBlocksRead: number;
@@ -77,7 +75,6 @@ export async function loadBlockMap(home: BlockIo, sb: Superblock): Promise<Loade
   const B = sb.blockSize;
   const bits = bitsPerSummaryBlock(B);
   const summary = new Uint8Array(Math.ceil(sb.mapBlocks / 8));
-  const summaryWritten: boolean[] = [];
   const flagged: number[] = [];
   const chunk = allocBlocks(B, LOAD_CHUNK_BLOCKS);
   try {
@@ -86,9 +83,8 @@ export async function loadBlockMap(home: BlockIo, sb: Superblock): Promise<Loade
       await readHome(io, sb, j, n, chunk.memory);
       for (let i = 0; i < n; i++) {
         const block = chunk.page(i);
-        const written = isWritten(block, SUMMARY_MAGIC, sb.volumeId);
-        summaryWritten.push(written);
-        if (!written) continue;
+        // Format writes every summary block: one that is not this volume's is damaged, not new.
+        if (!isWritten(block, SUMMARY_MAGIC, sb.volumeId)) throw mapCorrupt(`summary block ${j + i} (home block ${j + i}) is not this volume's (its magic or volume id is wrong)`);
         const problem = blockProblem(block);
         if (problem !== undefined) throw mapCorrupt(`summary block ${j + i} (home block ${j + i}): ${problem}`);
         for (let b = 0; b < bits; b++) {
@@ -123,7 +119,7 @@ export async function loadBlockMap(home: BlockIo, sb: Superblock): Promise<Loade
       f += n;
     }
     const allocator = Allocator.fromMap(sb.physicalBlocks, sb.blockCount, entries);
-    return { summary, summaryWritten, allocator, mapBlocksRead: flagged.length };
+    return { summary, allocator, mapBlocksRead: flagged.length };
   } finally {
     chunk.release();
   }
@@ -221,15 +217,8 @@ export class VolumeMap {
     const j = Math.floor(k / this.bits);
     let view = touched.get(j);
     if (view === undefined) {
-      const fresh = !this.loaded.summaryWritten[j];
-      view = await dirty(this.mapping, j, fresh);
-      if (fresh) {
-        // Never written: start it from the bits in memory (all clear but this one, so far).
-        initBlock(view, SUMMARY_MAGIC, this.sb.volumeId);
-        this.loaded.summaryWritten[j] = true;
-        const first = j * this.bits;
-        for (let b = 0; b < this.bits && first + b < this.sb.mapBlocks; b++) if (this.flagged(first + b)) setBit(view, b);
-      }
+      // Format wrote every summary block: this one is read and changed, never started anew.
+      view = await dirty(this.mapping, j, false);
       touched.set(j, view);
     }
     setBit(view, k - j * this.bits);

@@ -19,10 +19,11 @@ import type { PlannedDelta, Redirector } from './redirect';
  * the full number is the newest one seen plus the signed 32-bit distance.
  *
  * Version 2 adds a third reason to checkpoint: the reserve. A block a delta
- * redirects frees its old physical block only once a checkpoint covers the
- * delta; when less than half the reserve is free and frees are pending, the
- * next delta at home is checkpointed, and a plan that cannot allocate its
- * runs waits for that checkpoint (`checkpointSoon`).
+ * redirects frees its old physical block once the delta is durable, unless
+ * a logged image in the live log still targets it (redirect.ts); those are
+ * held until a checkpoint covers the delta. When less than half the
+ * reserve is free and frees are held, or a plan waits for them, the next
+ * delta at home is checkpointed.
  */
 export class JournalPipeline {
   /**
@@ -45,8 +46,8 @@ export class JournalPipeline {
   private reserve = 0;
   /** Plans run one at a time, in delta order. */
   private plans: Promise<unknown> = Promise.resolve();
-  /** Plans waiting for a checkpoint to free reserve. */
-  private reserveWaiters: (() => void)[] = [];
+  /** A plan waits for frees that only a checkpoint releases. */
+  private checkpointWanted = false;
 
   constructor(private readonly journal: DeltaJournal) {
     this.atHome = this.checkpointAsked = this.lastFull = journal.lastDurableDelta;
@@ -86,7 +87,16 @@ export class JournalPipeline {
   }
 
   log(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalBlock[] = []): Promise<void> {
-    return this.journal.appendDelta(this.full(delta), blocks, redirected);
+    const full = this.full(delta);
+    const logged = this.journal.appendDelta(full, blocks, redirected);
+    const redirector = this.redirector;
+    if (redirector !== undefined) {
+      logged.then(
+        () => redirector.durable(full),
+        () => redirector.wake(),
+      );
+    }
+    return logged;
   }
 
   writeHome(blocks: readonly JournalBlock[]): Promise<void> {
@@ -131,22 +141,21 @@ export class JournalPipeline {
       ...counters,
       reserveBlocks: this.reserve,
       freeBlocks: allocator.free,
-      pendingFreeBlocks: allocator.pending,
+      pendingFreeBlocks: allocator.pending + redirector.heldBlocks,
     };
   }
 
-  /** Asks for a checkpoint of what is at home; resolves once one completed, or the journal failed. */
-  checkpointSoon(): Promise<void> {
-    if (this.journal.failure !== undefined) return Promise.resolve();
-    const done = new Promise<void>((resolve) => this.reserveWaiters.push(resolve));
+  /** A plan waits for held frees: checkpoint what is at home as soon as it can be. */
+  askCheckpoint(): void {
+    this.checkpointWanted = true;
     this.maybeCheckpoint();
-    return done;
   }
 
+  /** Frees held for a checkpoint and the reserve running low (or a plan waiting for them). */
   private reserveLow(): boolean {
-    const allocator = this.redirector?.allocator;
-    if (allocator === undefined || allocator.pending === 0) return false;
-    return this.reserveWaiters.length > 0 || allocator.free * 2 < this.reserve;
+    const redirector = this.redirector;
+    if (redirector === undefined || redirector.heldBlocks === 0) return false;
+    return this.checkpointWanted || redirector.allocator.free * 2 < this.reserve;
   }
 
   private maybeCheckpoint(): void {
@@ -156,25 +165,19 @@ export class JournalPipeline {
     if (space.wanted === 0 && space.used * 2 <= space.capacity && !this.reserveLow()) return;
     this.checkpointAsked = delta;
     this.checkpointsTaken++;
+    this.checkpointWanted = false;
     this.journal.checkpoint(delta).then(
       () => this.checkpointed(),
       (error: unknown) => {
-        this.wakeReserveWaiters();
+        this.redirector?.wake();
         this.onFailure?.(error instanceof Error ? error : new Error(String(error)));
       },
     );
   }
 
-  /** A checkpoint is durable: the frees of the deltas it covers are free now. */
+  /** A checkpoint is durable: the frees held for it are free now. */
   private checkpointed(): void {
-    this.redirector?.allocator.checkpointed(this.journal.checkpointedDelta);
-    this.wakeReserveWaiters();
-  }
-
-  private wakeReserveWaiters(): void {
-    const waiters = this.reserveWaiters;
-    this.reserveWaiters = [];
-    for (const wake of waiters) wake();
+    this.redirector?.checkpointed(this.journal.checkpointedDelta);
   }
 
   /** A checkpoint may name only a delta both at home and appended (an empty delta after the last append was not). */

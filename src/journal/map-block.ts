@@ -14,10 +14,11 @@
  *     8    8 volumeId   the superblock's
  *
  * A map entry is a u32: 0 is identity (volume block i lives at physical
- * block i), anything else is the physical block plus one. A block without
- * this volume's magic and id was never written: every entry in it is
- * identity, every bit clear. So a new volume needs no map written at
- * format, and a sparse file stays sparse.
+ * block i), anything else is the physical block plus one. A map block
+ * without this volume's magic and id was never written: every entry in it
+ * is identity, so a new volume needs no map written and a sparse file stays
+ * sparse. Format writes every summary block (a few per TiB), so that a
+ * summary block without them is damage, not "nothing redirected".
  */
 import { crc32c } from './crc32c';
 

@@ -18,11 +18,27 @@
  * logged for a few blocks' sake. See DEFAULT_REDIRECT_BYTES for the
  * threshold.
  *
- * Reserve: a redirected block takes a new physical block before its old one
- * is free. When the free space cannot hold the delta's long runs and
- * earlier deltas have frees pending, the plan waits for a checkpoint (which
- * frees them) before allocating; what still does not fit is logged whole,
- * so a delta never fails for want of reserve while it fits in the log.
+ * Deferred free. A redirected block takes a new physical block before its
+ * old one is free. The old one, freed by delta K, may be reused once no
+ * crash can bring back a state that reads it, and no replay can write over
+ * it after its reuse:
+ *
+ *   - once K is durable, every replay ends at K or later: no state before K
+ *     comes back (the next delta's writes go out only after K's flush);
+ *   - but replay rewrites every logged image after the checkpoint: if a
+ *     delta still in the log logged an image to that block (a short run
+ *     there, before K moved it), its reuse must wait for a checkpoint that
+ *     covers K, or replay would put the old image over the new owner's data.
+ *
+ * So a free is released when K is durable, unless the block is *pinned* by
+ * a logged image in the live log; a pinned one is held here until a
+ * checkpoint covers K. A stream, whose runs are all redirected, reuses its
+ * space as fast as its deltas become durable.
+ *
+ * When the free space cannot hold the delta's long runs and frees are on
+ * their way (pending durability, or held for a checkpoint), the plan waits
+ * for them before allocating; what still does not fit is logged whole, so a
+ * delta never fails for want of reserve while it fits in the log.
  */
 import type { Allocator, Run } from './allocator';
 import type { MapDirty, VolumeMap } from './block-map';
@@ -55,34 +71,79 @@ export interface RedirectCounters {
 
 export class Redirector {
   readonly counters: RedirectCounters = { redirectedBlocks: 0, loggedBlocks: 0, mapBlocksLogged: 0, reserveWaits: 0 };
+  /** Physical block -> the newest delta that logged an image to it, for the deltas after the checkpoint. */
+  private readonly pinned = new Map<number, number>();
+  /** The pins each delta made, oldest first, to drop at checkpoints. */
+  private readonly pins: { delta: number; physicals: number[] }[] = [];
+  /** Frees of pinned blocks, oldest first: released once a checkpoint covers their delta. */
+  private readonly held: { delta: number; runs: Run[] }[] = [];
+  private heldCount = 0;
+  private wakers: (() => void)[] = [];
 
   constructor(
     readonly map: VolumeMap,
     readonly allocator: Allocator,
     /** Runs of at least this many blocks are redirected. */
     readonly thresholdBlocks: number,
-    /**
-     * Asks for a checkpoint of what is at home and resolves once one has
-     * completed (the allocator has been told): frees pending before it
-     * become free.
-     */
-    private readonly checkpointSoon: () => Promise<void>,
+    /** Asks for a checkpoint of what is at home (held frees need one). */
+    private readonly askCheckpoint: () => void,
   ) {}
+
+  /** Free blocks held until a checkpoint (pinned by a logged image). */
+  get heldBlocks(): number {
+    return this.heldCount;
+  }
+
+  /** Delta `delta` and every earlier one are durable: their unpinned frees are free now. */
+  durable(delta: number): void {
+    this.allocator.checkpointed(delta);
+    this.wake();
+  }
+
+  /** A checkpoint covers every delta up to `delta`: their logged images are never replayed again. */
+  checkpointed(delta: number): void {
+    while (this.pins.length > 0 && this.pins[0].delta <= delta) {
+      for (const p of (this.pins.shift() as { physicals: number[] }).physicals) if ((this.pinned.get(p) ?? Infinity) <= delta) this.pinned.delete(p);
+    }
+    const released: number[] = [];
+    while (this.held.length > 0 && this.held[0].delta <= delta) {
+      for (const run of (this.held.shift() as { runs: Run[] }).runs) for (let b = run.start; b < run.start + run.length; b++) released.push(b);
+    }
+    if (released.length > 0) {
+      this.heldCount -= released.length;
+      this.allocator.freeNow(coalesce(released));
+    }
+    this.wake();
+  }
+
+  /** Wakes plans waiting for space (also when the journal failed: they go on and fail on their own). */
+  wake(): void {
+    const wakers = this.wakers;
+    this.wakers = [];
+    for (const wake of wakers) wake();
+  }
+
+  private nextRelease(): Promise<void> {
+    return new Promise((resolve) => this.wakers.push(resolve));
+  }
 
   /** Plans delta `delta` (its full number): `blocks` by volume block, ascending. */
   async plan(delta: number, blocks: readonly JournalBlock[], dirty: MapDirty): Promise<PlannedDelta> {
     const runs = this.runs(blocks);
     let wanted = 0;
     for (const [from, to] of runs) if (to - from >= this.thresholdBlocks) wanted += to - from;
-    // Pending frees are all of earlier deltas here (this one has freed nothing yet): a checkpoint releases them.
-    while (wanted > this.allocator.free && this.allocator.pending > 0) {
+    // Frees on their way are all of earlier deltas here (this one has freed nothing yet).
+    while (wanted > this.allocator.free && (this.allocator.pending > 0 || this.heldCount > 0)) {
       this.counters.reserveWaits++;
-      await this.checkpointSoon();
+      const released = this.nextRelease();
+      if (this.heldCount > 0) this.askCheckpoint();
+      await released;
     }
     const logged: JournalBlock[] = [];
     const redirected: JournalBlock[] = [];
     const touched = new Map<number, Buffer>();
     const freed: number[] = [];
+    const pinnedNow: number[] = [];
     const start = this.map.physicalStart;
     for (const [from, to] of runs) {
       let at = from;
@@ -102,9 +163,19 @@ export class Redirector {
         let physical = this.map.physical(blocks[at].home);
         if (typeof physical !== 'number') physical = await physical;
         logged.push({ home: start + physical, image: blocks[at].image });
+        pinnedNow.push(physical);
       }
     }
-    for (const run of coalesce(freed)) this.allocator.deferFree(delta, run);
+    const held: number[] = [];
+    const released: number[] = [];
+    for (const p of freed) (this.pinned.has(p) ? held : released).push(p);
+    for (const run of coalesce(released)) this.allocator.deferFree(delta, run);
+    if (held.length > 0) {
+      this.held.push({ delta, runs: coalesce(held) });
+      this.heldCount += held.length;
+    }
+    for (const p of pinnedNow) this.pinned.set(p, delta);
+    if (pinnedNow.length > 0) this.pins.push({ delta, physicals: pinnedNow });
     const mapBlocks = this.map.seal(touched);
     this.counters.redirectedBlocks += redirected.length;
     this.counters.loggedBlocks += logged.length;

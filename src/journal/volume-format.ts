@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { describe } from '../io/describe';
 import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
-import { MAX_PHYSICAL_BLOCKS, mapBlocksFor, summaryBlocksFor } from './map-block';
+import { allocBlocks } from './block-memory';
+import { homeRequests } from './home-area';
+import { initBlock, MAX_PHYSICAL_BLOCKS, mapBlocksFor, sealBlock, SUMMARY_MAGIC, summaryBlocksFor } from './map-block';
 import {
   FORMAT_VERSION,
   LOG_START,
@@ -151,9 +153,35 @@ export async function formatVolume(io: BlockIo, options: FormatOptions): Promise
     checkpointDelta: 0,
     replayPosition: 0,
   };
+  if (base.version === VERSION_2) await writeEmptySummary(io, base);
   await writeSuperblock(io, base);
   const current: Superblock = { ...base, sequence: 2 };
   await writeSuperblock(io, current);
   await io.flush();
   return current;
+}
+
+/**
+ * Version 2: every summary block, all bits clear (no map block written yet).
+ * The map blocks need nothing (a clear bit means identity), but the summary
+ * must be there from the start: a summary block open cannot read as this
+ * volume's is damage (ERR_MAP_CORRUPT), never taken for "nothing redirected".
+ */
+async function writeEmptySummary(io: BlockIo, sb: Superblock): Promise<void> {
+  const chunk = 64;
+  const slab = allocBlocks(sb.blockSize, Math.min(chunk, sb.summaryBlocks));
+  try {
+    for (let first = 0; first < sb.summaryBlocks; first += chunk) {
+      const blocks = [];
+      for (let j = first; j < Math.min(first + chunk, sb.summaryBlocks); j++) {
+        const image = slab.page(j - first);
+        initBlock(image, SUMMARY_MAGIC, sb.volumeId);
+        sealBlock(image);
+        blocks.push({ home: j, image });
+      }
+      await io.run(homeRequests(sb.dataStart, sb.blockSize, blocks));
+    }
+  } finally {
+    slab.release();
+  }
 }
