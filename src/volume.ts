@@ -63,7 +63,7 @@ export interface MountOptions extends VolumeOptions {
    * existing volume keeps its version.
    */
   formatVersion?: 1 | 2;
-  /** Version 2, when formatting: bytes of physical space beyond the volume's, a multiple of blockSize (default the log's size). */
+  /** Version 2, when formatting: bytes of physical space beyond the volume's, a multiple of blockSize (default an eighth of the device, from one to four times the log). */
   reserveSize?: number;
   /**
    * Version 2: runs of a delta's consecutive blocks at least this many
@@ -234,7 +234,13 @@ export class Volume {
       blockMap = new VolumeMap(cache, mapped.superblock, mapped.loaded);
       const pipeline = mounted.pipeline;
       if (pipeline !== undefined) {
-        const redirector = new Redirector(blockMap, mapped.loaded.allocator, settings.redirectBlocks, () => pipeline.askCheckpoint());
+        const redirector = new Redirector(
+          blockMap,
+          mapped.loaded.allocator,
+          settings.redirectBlocks,
+          () => pipeline.askCheckpoint(),
+          (logged, redirected) => pipeline.fitsLog(logged, redirected),
+        );
         pipeline.redirectWith(redirector, mapped.superblock.physicalBlocks - mapped.superblock.blockCount);
       }
     }
@@ -246,7 +252,10 @@ export class Volume {
       // a delta of a stream (the mark, plus the rest of a change, plus its descriptor) came
       // out a little over half the log: the next append waited for every checkpoint.
       const perPage = settings.pageSize / settings.blockSize;
-      highWater = Math.max(1, Math.min(highWater, Math.floor(mounted.maxDeltaBlocks / 3 / perPage)));
+      // Version 2: a delta's long runs go to the reserve rather than the log (its plan redirects
+      // short runs too when they would not fit the log): a third of the reserve, for the same reason.
+      const deltaRoom = mapped === undefined ? mounted.maxDeltaBlocks : mapped.superblock.physicalBlocks - mapped.superblock.blockCount;
+      highWater = Math.max(1, Math.min(highWater, Math.floor(deltaRoom / 3 / perPage)));
     }
     const deltas: Deltas = new Deltas({
       cache,

@@ -246,6 +246,26 @@ describe('journal format version 2: redirect-on-write', function () {
     assert.equal((await again.read(2030)).readUInt32LE(4), 7, 'the volume mapping sees the same blocks');
   });
 
+  it('redirects even short runs of a delta whose logged blocks would not fit the log (version 1 refuses it)', async () => {
+    const scattered = Array.from({ length: 24 }, (_, i) => 37 * i + 5);
+    const write = async (vol: Volume) =>
+      vol.change(async (tx) => {
+        for (const b of scattered) stamp(await tx.overwrite(b), b, 1);
+      });
+    const v1 = await open(volumes.file(), { size: 8 * MiB, journal: true, logSize: 16 * B, cacheSize: 2 * MiB });
+    volumes.track(v1);
+    await write(v1);
+    await assert.rejects(v1.commit(), { code: 'ERR_DELTA_TOO_LARGE' });
+    const path = volumes.file();
+    const v2 = await openV2(path, { size: 8 * MiB, logSize: 16 * B, reserveSize: 64 * B });
+    await write(v2);
+    await v2.commit();
+    assert.equal(v2.stats().journal?.redirect?.redirectedBlocks, scattered.length, 'every block went to the reserve');
+    await v2.close();
+    const again = await openV2(path);
+    for (const b of scattered) assert.equal((await again.read(b)).readUInt32LE(0), b);
+  });
+
   it('refuses to open a volume whose summary block is damaged (it would read every redirected block from its old place)', async () => {
     const path = volumes.file();
     const vol = await openV2(path);

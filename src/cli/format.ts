@@ -64,7 +64,7 @@ export function formatCommand(): Command {
         .default(1),
     )
     .addOption(
-      new Option('--reserve <bytes>', 'version 2: bytes of physical space beyond the volume\'s, whole blocks (default: the log\'s size)').argParser(bytesArgument),
+      new Option('--reserve <bytes>', 'version 2: bytes of physical space beyond the volume\'s, whole blocks (default: an eighth of the device, from one to four times the log)').argParser(bytesArgument),
     )
     .addOption(new Option('--size <bytes>', 'if PATH does not exist, create it as a sparse file of this size (1G, 256M)').argParser(bytesArgument))
     .option('--force', 'format even a device that is in use, holds a known signature or a blockfork volume', false)

@@ -168,6 +168,11 @@ export class VolumeMap {
     return this.readEntry(block, index, volumeBlock);
   }
 
+  /** The map block (0 .. M − 1) that holds a volume block's entry. */
+  mapBlockOf(volumeBlock: number): number {
+    return Math.floor(volumeBlock / this.entries);
+  }
+
   /** The home block of a volume block: what the cache's lower map gives. */
   home(volumeBlock: number): number | Promise<number> {
     const physical = this.physical(volumeBlock);

@@ -72,6 +72,16 @@ export class JournalPipeline {
     return this.redirector;
   }
 
+  /** Whether a delta of `logged` images and `redirected` blocks fits in the log. */
+  fitsLog(logged: number, redirected: number): boolean {
+    try {
+      this.journal.checkDeltaSize(this.lastFull + 1, logged, redirected);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   checkDeltaSize(delta: number, count: number, redirected = 0): void {
     this.journal.checkDeltaSize(this.full(delta), count, redirected);
   }

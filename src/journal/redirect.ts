@@ -87,6 +87,8 @@ export class Redirector {
     readonly thresholdBlocks: number,
     /** Asks for a checkpoint of what is at home (held frees need one). */
     private readonly askCheckpoint: () => void,
+    /** Whether a delta of this many logged images and redirected blocks fits in the log. */
+    private readonly fitsLog: (logged: number, redirected: number) => boolean,
   ) {}
 
   /** Free blocks held until a checkpoint (pinned by a logged image). */
@@ -130,8 +132,14 @@ export class Redirector {
   /** Plans delta `delta` (its full number): `blocks` by volume block, ascending. */
   async plan(delta: number, blocks: readonly JournalBlock[], dirty: MapDirty): Promise<PlannedDelta> {
     const runs = this.runs(blocks);
+    let threshold = this.thresholdBlocks;
     let wanted = 0;
-    for (const [from, to] of runs) if (to - from >= this.thresholdBlocks) wanted += to - from;
+    for (const [from, to] of runs) if (to - from >= threshold) wanted += to - from;
+    // A delta whose short runs (and the map blocks it may change) would not fit in the log redirects them too.
+    if (!this.fitsLog(blocks.length - wanted + this.mapBlocksBound(blocks), wanted)) {
+      threshold = 1;
+      wanted = blocks.length;
+    }
     // Frees on their way are all of earlier deltas here (this one has freed nothing yet).
     while (wanted > this.allocator.free && (this.allocator.pending > 0 || this.heldCount > 0)) {
       this.counters.reserveWaits++;
@@ -147,7 +155,7 @@ export class Redirector {
     const start = this.map.physicalStart;
     for (const [from, to] of runs) {
       let at = from;
-      if (to - from >= this.thresholdBlocks) {
+      if (to - from >= threshold) {
         for (const run of this.allocator.allocate(to - from)) {
           for (let p = run.start; p < run.start + run.length; p++, at++) {
             const volumeBlock = blocks[at].home;
@@ -184,6 +192,18 @@ export class Redirector {
     all.sort((a, b) => a.home - b.home);
     redirected.sort((a, b) => a.home - b.home);
     return { logged: all, redirected };
+  }
+
+  /** At most the map and summary blocks a plan of these blocks changes. */
+  private mapBlocksBound(blocks: readonly JournalBlock[]): number {
+    let count = 0;
+    let last = -1;
+    for (const b of blocks) {
+      const k = this.map.mapBlockOf(b.home);
+      if (k !== last) count++;
+      last = k;
+    }
+    return 2 * count;
   }
 
   /** Runs of consecutive volume blocks, as [from, to) index pairs. */
