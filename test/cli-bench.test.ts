@@ -87,6 +87,9 @@ describe('blockfork bench', function () {
         if (withFio) positive(row.vsFio, `${comparison}/${subject} vs fio`);
       }
     }
+    // Version 2 beside version 1, and the price of its redirects.
+    positive(rowOf(report, 'sequential', 'cache, journal v2').mbPerSecond, 'sequential: cache, journal v2, MB/s');
+    for (const subject of ['cache, ordered', 'cache, journal v2']) positive(rowOf(report, 'fragmentation', subject).mbPerSecond, `fragmentation/${subject} MB/s`);
     const commits = rowOf(report, 'commits', 'cache, ordered');
     positive(commits.opsPerSecond, 'commits/s');
     positive(commits.latency?.p99Us, 'commit p99');

@@ -1,3 +1,4 @@
+import { fragmentationSubject } from './fragmentation';
 import { randomReadSubject, sequentialReadSubject } from './cache-reads';
 import { clientsSubject } from './concurrent-clients';
 import { lmdbClientsSubject } from './lmdb-clients';
@@ -149,6 +150,12 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
         entry(sequentialReadSubject(1), [{ kind: 'vs-fio', atLeast: 0.8 }]),
         entry(sequentialReadSubject(32), [{ kind: 'vs-fio', atLeast: 0.9 }]),
       ],
+    },
+    {
+      id: 'fragmentation',
+      title: 'sequential read after random 128 KiB rewrites',
+      // No target: the known cost of redirect-on-write, stated as measured.
+      entries: [entry(fragmentationSubject('ordered')), entry(fragmentationSubject('journal-v2'))],
     },
     {
       id: 'random-read',

@@ -56,7 +56,8 @@ export interface Layout {
  * Throws RangeError naming what does not fit.
  *
  * The default reserve of version 2 is an eighth of the device, at least
- * the log's size and at most four times it (256 MiB with the default log).
+ * the log's size and at most four times it (256 MiB with the default log),
+ * and never more than a quarter of what the log leaves.
  * A version 2 delta holds at most a third of the reserve (the high-water
  * mark of version 2, as a third of the log is version 1's): its new copies
  * need room while the deltas before it are in flight, and a freed block is
@@ -80,7 +81,7 @@ export function planLayout(deviceSize: number, blockSize: number, logBlocks?: nu
   if (version === VERSION_1) {
     return { version, logStart: LOG_START, logBlocks: log, dataStart, blockCount: home, summaryBlocks: 0, mapBlocks: 0, physicalBlocks: 0 };
   }
-  const reserve = reserveBlocks ?? Math.max(log, Math.min(Math.floor(total / 8), 4 * log));
+  const reserve = reserveBlocks ?? Math.max(1, Math.min(Math.max(log, Math.floor(total / 8)), 4 * log, Math.floor(home / 4)));
   if (!Number.isSafeInteger(reserve) || reserve < 1) throw new RangeError(`reserveBlocks must be a positive integer, got ${describe(reserveBlocks)}`);
   // The map's size depends on the volume's, which is what the map and the reserve leave: shrink to a fixed point.
   let blockCount = home - reserve;
