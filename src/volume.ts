@@ -252,9 +252,11 @@ export class Volume {
       // a delta of a stream (the mark, plus the rest of a change, plus its descriptor) came
       // out a little over half the log: the next append waited for every checkpoint.
       const perPage = settings.pageSize / settings.blockSize;
-      // Version 2: a delta's long runs go to the reserve rather than the log (its plan redirects
-      // short runs too when they would not fit the log): a third of the reserve, for the same reason.
-      const deltaRoom = mapped === undefined ? mounted.maxDeltaBlocks : mapped.superblock.physicalBlocks - mapped.superblock.blockCount;
+      // Version 2: a delta's long runs go to the reserve rather than the log; its plan redirects short
+      // runs too when they would not fit the log, and logs whole what the reserve cannot take. So a
+      // third of the larger of the two, for the same reason.
+      const reserve = mapped === undefined ? 0 : mapped.superblock.physicalBlocks - mapped.superblock.blockCount;
+      const deltaRoom = Math.max(mounted.maxDeltaBlocks, reserve);
       highWater = Math.max(1, Math.min(highWater, Math.floor(deltaRoom / 3 / perPage)));
     }
     const deltas: Deltas = new Deltas({
