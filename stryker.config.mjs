@@ -15,6 +15,7 @@ const tests = {
   ],
   delta: [
     'test/delta-pipeline.test.ts',
+    'test/delta-lock.test.ts',
     'test/delta-group-commit.test.ts',
     'test/cache-page.test.ts',
     'test/fork-blockdirty.test.ts',
