@@ -13,8 +13,27 @@ const tests = {
     'test/journal-replay.test.ts',
     'test/journal-requests.test.ts',
   ],
-  delta: ['test/delta-pipeline.test.ts', 'test/fork-blockdirty.test.ts', 'test/cache-states.test.ts', 'test/volume-api.test.ts', 'test/volume-faults.test.ts'],
-  cache: ['test/cache-page.test.ts', 'test/cache-mapping.test.ts', 'test/cache-states.test.ts', 'test/fork-blockdirty.test.ts', 'test/delta-pipeline.test.ts'],
+  delta: [
+    'test/delta-pipeline.test.ts',
+    'test/delta-lock.test.ts',
+    'test/delta-group-commit.test.ts',
+    'test/cache-page.test.ts',
+    'test/fork-blockdirty.test.ts',
+    'test/cache-states.test.ts',
+    'test/volume-api.test.ts',
+    'test/volume-faults.test.ts',
+    'test/volume-range.test.ts',
+  ],
+  cache: [
+    'test/cache-page.test.ts',
+    'test/cache-mapping.test.ts',
+    'test/cache-drop-mapping.test.ts',
+    'test/cache-readahead.test.ts',
+    'test/cache-states.test.ts',
+    'test/fork-blockdirty.test.ts',
+    'test/delta-pipeline.test.ts',
+    'test/volume-range.test.ts',
+  ],
 };
 const folder = process.env.MUTATE ?? 'all';
 if (folder !== 'all' && !(folder in tests)) throw new Error(`MUTATE must be one of ${Object.keys(tests).join(', ')} or all, got ${folder}`);
