@@ -315,10 +315,17 @@ describe('delta transitions and the writeout pipeline', () => {
   });
 
   it('G7: under writes, with deltas in flight, forks and completions reordered, the cache stays within cacheSize', async () => {
-    const { vol } = await volumes.open(1 << 20, { cacheSize: 16 * BLOCK, maxDeltas: 3 }, { seed: 11, maxTurns: 6 });
+    const { vol, device } = await volumes.open(1 << 20, { cacheSize: 16 * BLOCK, maxDeltas: 3 }, { seed: 11, maxTurns: 6 });
     const random = seeded(5);
     const commits: Promise<number>[] = [];
     let peak = 0;
+    // Writes held until the cache is full of dirty and frozen pages (a change waits for room), then let go:
+    // however fast the device, the run meets a full cache.
+    const release = device.hold('write');
+    const full = (async () => {
+      while (vol.stats().spaceWaits === 0) await new Promise((resolve) => setImmediate(resolve));
+      release();
+    })();
     for (let i = 0; i < 300; i++) {
       await vol.change(async (tx) => {
         for (let w = 1 + Math.floor(random() * 3); w > 0; w--) (await tx.write(Math.floor(random() * 64))).fill(i & 0xff);
@@ -328,6 +335,7 @@ describe('delta transitions and the writeout pipeline', () => {
       if (i % 4 === 3) commits.push(vol.commit());
     }
     await Promise.all(commits);
+    await full;
     assert.ok(vol.stats().forks > 0 && vol.stats().spaceWaits > 0, `the run forked (${vol.stats().forks}) and filled the cache (${vol.stats().spaceWaits} waits)`);
     assert.equal(peak, 16, 'the cache was used up to its size');
   });
