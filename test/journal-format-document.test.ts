@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import { open } from '../src/index';
 import { makeScratchDir, type ScratchDir } from './support/scratch-dir';
+import { crc32c, u64 } from './support/format-document';
 
 /**
  * docs/FORMAT.md pinned. A volume is written by the code; every field of
@@ -18,28 +19,11 @@ const DESCRIPTOR_MAGIC = [0x62, 0x66, 0x64, 0x65, 0x6c, 0x74, 0x61, 0x00];
 const COMMIT_MAGIC = [0x62, 0x66, 0x63, 0x6f, 0x6d, 0x6d, 0x69, 0x74];
 const LOG_START = 2;
 
-// FORMAT.md, "Checksum": CRC32C, reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF.
-const TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  return c >>> 0;
-});
-function crc32c(...parts: Uint8Array[]): number {
-  let c = 0xffffffff;
-  for (const part of parts) for (const byte of part) c = TABLE[(c ^ byte) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 const BLOCK = 512;
 const LOG_BLOCKS = 256;
 const DEVICE_BYTES = 1 << 20;
 
-/** u64 little-endian, as a number (FORMAT.md: values above 2^53 are refused). */
-function u64(bytes: Buffer, at: number): number {
-  const value = bytes.readBigUInt64LE(at);
-  assert.ok(value <= BigInt(Number.MAX_SAFE_INTEGER), `u64 at ${at} is below 2^53`);
-  return Number(value);
-}
 
 /** Each block is written once, so its contents name it. */
 function pattern(block: number): Buffer {

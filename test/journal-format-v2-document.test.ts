@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import { open } from '../src/index';
 import { makeScratchDir, type ScratchDir } from './support/scratch-dir';
+import { crc32c, u64 } from './support/format-document';
 
 /**
  * docs/FORMAT.md pinned, version 2. A volume of version 2 is written by the
@@ -26,17 +27,6 @@ const SUMMARY_MAGIC_U32 = 0x6d736662;
 const LOG_START = 2;
 const MAP_HEADER = 16;
 
-// FORMAT.md, "Checksum": CRC32C, reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF.
-const TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  return c >>> 0;
-});
-function crc32c(...parts: Uint8Array[]): number {
-  let c = 0xffffffff;
-  for (const part of parts) for (const byte of part) c = TABLE[(c ^ byte) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 const BLOCK = 512;
 const LOG_BLOCKS = 256;
@@ -47,11 +37,6 @@ const REDIRECT_BLOCKS = 4;
 const RUN = Array.from({ length: 8 }, (_, i) => 300 + i);
 const SCATTERED = 5;
 
-function u64(bytes: Buffer, at: number): number {
-  const value = bytes.readBigUInt64LE(at);
-  assert.ok(value <= BigInt(Number.MAX_SAFE_INTEGER), `u64 at ${at} is below 2^53`);
-  return Number(value);
-}
 
 function pattern(block: number): Buffer {
   const out = Buffer.alloc(BLOCK);

@@ -95,8 +95,9 @@ export class Mapping {
   physical(block: number): number | Promise<number> {
     const lower = this.cache.lower;
     if (this.internal || lower === undefined) return this.volumeBlock(block);
-    if (this.map === undefined) return this.lowered(lower, block);
-    return this.translate(block).then((v) => (v === HOLE ? HOLE : this.lowered(lower, v)));
+    // The lower map is the volume's own (trusted): it names only blocks of the device.
+    if (this.map === undefined) return lower(block);
+    return this.translate(block).then((v) => (v === HOLE ? HOLE : lower(v)));
   }
 
   /**
@@ -177,10 +178,5 @@ export class Mapping {
       );
     }
     return physical;
-  }
-
-  /** The lower map is the volume's own (trusted): only a bug makes it name a block off the device. */
-  private lowered(lower: BlockMap, block: number): number | Promise<number> {
-    return lower(block);
   }
 }

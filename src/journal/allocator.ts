@@ -143,12 +143,7 @@ export class Allocator {
     };
     for (const entry of entries) {
       const [logical, physical] = entry;
-      if (!Number.isSafeInteger(logical) || !Number.isSafeInteger(physical) || logical < 0 || logical >= N || physical < 0 || physical >= P) {
-        throw new BlockforkError(
-          'ERR_MAP_CORRUPT',
-          `block map entry [logical ${String(logical)}, physical ${String(physical)}] is out of range (${N} logical blocks, ${P} physical blocks)`,
-        );
-      }
+      checkEntry(logical, physical, N, P);
       if (logical === physical) continue;
       flip(logical);
       flip(physical);
@@ -168,12 +163,7 @@ export class Allocator {
     const vacated: number[] = [];
     const targets: number[] = [];
     for (const [logical, physical] of entries) {
-      if (!Number.isSafeInteger(logical) || !Number.isSafeInteger(physical) || logical < 0 || logical >= N || physical < 0 || physical >= P) {
-        throw new BlockforkError(
-          'ERR_MAP_CORRUPT',
-          `block map entry [logical ${String(logical)}, physical ${String(physical)}] is out of range (${N} logical blocks, ${P} physical blocks)`,
-        );
-      }
+      checkEntry(logical, physical, N, P);
       if (logical === physical) continue;
       vacated.push(logical);
       targets.push(physical);
@@ -521,6 +511,16 @@ export class Allocator {
       throw error;
     }
     return [start, start + length];
+  }
+}
+
+/** Throws ERR_MAP_CORRUPT unless [logical, physical] lies within N logical and P physical blocks. */
+function checkEntry(logical: number, physical: number, N: number, P: number): void {
+  if (!Number.isSafeInteger(logical) || !Number.isSafeInteger(physical) || logical < 0 || logical >= N || physical < 0 || physical >= P) {
+    throw new BlockforkError(
+      'ERR_MAP_CORRUPT',
+      `block map entry [logical ${String(logical)}, physical ${String(physical)}] is out of range (${N} logical blocks, ${P} physical blocks)`,
+    );
   }
 }
 

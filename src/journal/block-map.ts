@@ -31,7 +31,7 @@ import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
 import { Allocator } from './allocator';
 import { allocBlocks } from './block-memory';
-import { homeRequests, type JournalBlock } from './home-area';
+import { homeReads, type JournalBlock } from './home-area';
 import {
   bitsPerSummaryBlock,
   blockProblem,
@@ -70,8 +70,7 @@ const LOAD_CHUNK_BLOCKS = 64;
  * volume's, or fails its checksum, is ERR_MAP_CORRUPT: the map is lost there.
  * `home` is the home area (its byte 0 is home block 0).
  */
-export async function loadBlockMap(home: BlockIo, sb: Superblock): Promise<LoadedMap> {
-  const io = home;
+export async function loadBlockMap(io: BlockIo, sb: Superblock): Promise<LoadedMap> {
   const B = sb.blockSize;
   const bits = bitsPerSummaryBlock(B);
   const summary = new Uint8Array(Math.ceil(sb.mapBlocks / 8));
@@ -129,7 +128,7 @@ async function readHome(io: BlockIo, sb: Superblock, first: number, count: numbe
   const B = sb.blockSize;
   const blocks: JournalBlock[] = [];
   for (let i = 0; i < count; i++) blocks.push({ home: first + i, image: new Uint8Array(memory, i * B, B) });
-  await io.run(homeRequests(0, B, blocks).map((r) => ({ ...r, op: 'read' as const })));
+  await io.run(homeReads(0, B, blocks));
 }
 
 function mapCorrupt(what: string): BlockforkError {

@@ -68,10 +68,6 @@ export class JournalPipeline {
     this.reserve = reserveBlocks;
   }
 
-  get redirects(): Redirector | undefined {
-    return this.redirector;
-  }
-
   /** Whether a delta of `logged` images and `redirected` blocks fits in the log. */
   fitsLog(logged: number, redirected: number): boolean {
     try {

@@ -8,3 +8,8 @@ export type JournalBlock = BlockImage;
 export function homeRequests(dataStart: number, blockSize: number, blocks: readonly JournalBlock[]): IoRequest[] {
   return writeRuns(blocks, blockSize, dataStart);
 }
+
+/** The read requests that fill `blocks` (sorted by home; `image` the memory to read into) from their homes. */
+export function homeReads(dataStart: number, blockSize: number, blocks: readonly JournalBlock[]): IoRequest[] {
+  return homeRequests(dataStart, blockSize, blocks).map((request) => ({ ...request, op: 'read' as const }));
+}

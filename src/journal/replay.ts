@@ -35,7 +35,7 @@ import type { BlockIo } from '../io/request';
 import type { Slab } from '../io/slab';
 import { allocBlocks } from './block-memory';
 import { crc32c } from './crc32c';
-import { homeRequests, type JournalBlock } from './home-area';
+import { homeReads, homeRequests, type JournalBlock } from './home-area';
 import { LogRing } from './log-ring';
 import {
   checkCommit,
@@ -142,7 +142,7 @@ async function walkLog(io: BlockIo, sb: Superblock, copies: readonly SuperblockC
         if (pending !== undefined) {
           const torn = await redirectedFault(io, sb, pending.read.descriptor, pending.position);
           if (torn === undefined) {
-            await visitRead(pending.read, visit);
+            await visit(pending.read.descriptor, pending.read.blocks, pending.read.slab);
           } else {
             pending.read.slab.release();
             deltas.pop();
@@ -153,7 +153,7 @@ async function walkLog(io: BlockIo, sb: Superblock, copies: readonly SuperblockC
         }
         return { superblock: sb, copies, deltas, stop: { ...fault, position }, endPosition: position, lastDelta: last };
       }
-      if (pending !== undefined) await visitRead(pending.read, visit);
+      if (pending !== undefined) await visit(pending.read.descriptor, pending.read.blocks, pending.read.slab);
       const { descriptor } = step.read;
       deltas.push({
         delta: descriptor.delta,
@@ -180,10 +180,6 @@ interface DeltaRead {
   readonly slab: Slab;
 }
 
-async function visitRead(read: DeltaRead, visit: Visit): Promise<void> {
-  await visit(read.descriptor, read.blocks, read.slab);
-}
-
 /** Blocks read at once when a delta's redirected blocks are checked. */
 const CHECK_CHUNK_BLOCKS = 256;
 
@@ -197,7 +193,7 @@ async function redirectedFault(io: BlockIo, sb: Superblock, descriptor: Descript
       const to = Math.min(from + CHECK_CHUNK_BLOCKS, descriptor.homes.length);
       const blocks: JournalBlock[] = [];
       for (let i = from; i < to; i++) blocks.push({ home: descriptor.homes[i], image: chunk.page(i - from) });
-      await io.run(homeRequests(sb.dataStart, B, blocks).map((r) => ({ ...r, op: 'read' as const })));
+      await io.run(homeReads(sb.dataStart, B, blocks));
       for (let i = from; i < to; i++) {
         if (crc32c(chunk.page(i - from)) !== descriptor.checksums[i]) {
           return {
