@@ -239,6 +239,11 @@ describe('native safety (issue 11)', function () {
           const slab = Slab.alloc(4096, 64);
           for (let i = 0; i < 64; i++) slab.page(i).fill(i + 1);
           device.submit(Array.from({ length: 64 }, (_, i) => ({ op: 'write', offset: i * 4096, buffers: [slab.page(i)] })));
+          // Terminate only once a pool thread is inside the first write (the shim
+          // logs it): posted any earlier, the teardown could come before any
+          // thread took a request, and nothing would be in flight.
+          const heldLog = require('node:path').join(${JSON.stringify(faults)}, 'held.log');
+          while (!require('node:fs').existsSync(heldLog)) await new Promise((r) => setTimeout(r, 5));
           parentPort.postMessage('submitted');
         })();
       `)}, { eval: true });
