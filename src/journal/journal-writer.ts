@@ -9,8 +9,16 @@
  * start before it: replay from a stale checkpoint must find every delta
  * after it intact, or it would rewrite older images over newer home blocks.
  *
- * One append at a time, in delta order: its descriptor, images and commit
- * record go out in one batch, then one flush. The commit record is not
+ * Appends go in delta order: a delta's descriptor, images and commit record
+ * go out in one batch, then one flush. The next delta's batch is submitted
+ * as soon as this one's writes have completed, behind the flush (a flush is
+ * a barrier in both engines: the next batch reaches the device once it is
+ * done), so the device goes from one delta to the next without waiting for
+ * the JS thread; a delta is durable once its own flush and every earlier
+ * delta's have returned. Were the next batch to reach the disk first, a
+ * crash could keep it and lose part of this one: replay stops at this
+ * delta's damaged records and never reaches the next, which no one had
+ * acknowledged either. The commit record is not
  * ordered before the images by a flush of its own; instead it carries the
  * descriptor's checksum, which carries every image's, and replay checks them
  * all. A power cut that keeps the commit record and loses an image leaves a
@@ -73,11 +81,14 @@ export class JournalWriter implements DeltaJournal {
   private durableDelta: number;
   /** Logged deltas not yet checkpointed, oldest first. */
   private readonly logged: Logged[] = [];
-  private appends: Promise<void> = Promise.resolve();
+  /** Resolves once the last append's writes have completed (or it failed): the next may submit its own. */
+  private appendsWritten: Promise<void> = Promise.resolve();
+  /** Resolves once the last append is durable (true) or has failed (false). */
+  private appendsDurable: Promise<boolean> = Promise.resolve(true);
   private checkpoints: Promise<void> = Promise.resolve();
   private wanted = 0;
   private wakeAppend: (() => void) | undefined;
-  /** Descriptor and commit record pages of the append under way (appends are serial). */
+  /** Descriptor and commit record pages of the append being submitted (one at a time: the last one's writes have completed). */
   private scratch: Slab | undefined;
   private failed: Error | undefined;
   private closing: Promise<void> | undefined;
@@ -171,8 +182,14 @@ export class JournalWriter implements DeltaJournal {
       homes.push(b.home);
       checksums.push(crc32c(b.image));
     }
-    const run = this.appends.then(() => this.append(delta, homes, checksums, images, redirected));
-    this.appends = run.catch(() => undefined);
+    const previous = { written: this.appendsWritten, durable: this.appendsDurable };
+    let written!: () => void;
+    this.appendsWritten = new Promise<void>((resolve) => (written = resolve));
+    const run = this.append(delta, homes, checksums, images, redirected, previous, written);
+    this.appendsDurable = run.then(
+      () => true,
+      () => false,
+    );
     return run;
   }
 
@@ -206,7 +223,7 @@ export class JournalWriter implements DeltaJournal {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.appends;
+      await this.appendsDurable;
       await this.checkpoints;
       this.scratch?.release();
       this.scratch = undefined;
@@ -218,36 +235,56 @@ export class JournalWriter implements DeltaJournal {
    * Writes one delta: its records to the log and its redirected blocks to
    * the physical area, all in one batch, then one flush. The redirected
    * blocks need no order of their own: the descriptor holds their
-   * checksums, and replay checks them (replay.ts).
+   * checksums, and replay checks them (replay.ts). `written` lets the next
+   * append submit, once this batch has completed and its flush is queued.
    */
-  private async append(delta: number, homes: number[], checksums: number[], images: Uint8Array[], redirected: readonly JournalBlock[]): Promise<void> {
-    if (this.failed) throw this.failedError();
-    const B = this.blockSize;
-    const count = images.length;
-    const total = logBlocksFor(count, B, redirected.length);
-    await this.waitForSpace(delta, total);
-    const position = this.head;
-    const d = descriptorBlocks(count, B, redirected.length);
-    const scratch = this.scratchPages(d + 1);
-    const descriptor = Buffer.from(scratch.memory, 0, d * B);
-    const commit = Buffer.from(scratch.memory, d * B, B);
-    const volumeId = this.superblock.volumeId;
-    const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, checksums, B, descriptor, redirected.length);
-    encodeCommit({ volumeId, position, delta, count, descriptorCrc, totalBlocks: total }, commit);
-    let requests = this.ring.requests('write', position, [descriptor, ...images, commit]);
-    if (redirected.length > 0) requests = requests.concat(this.homeRequests(redirected));
-    // A delta that goes out as one request (it does not wrap, and has few images) is written
-    // with RWF_DSYNC: durable when it completes, one round trip instead of a write and a flush.
-    const durableWrite = requests.length === 1;
-    if (durableWrite) requests = [{ ...requests[0], dsync: true }];
+  private async append(
+    delta: number,
+    homes: number[],
+    checksums: readonly number[],
+    images: Uint8Array[],
+    redirected: readonly JournalBlock[],
+    previous: { written: Promise<void>; durable: Promise<boolean> },
+    written: () => void,
+  ): Promise<void> {
+    let flushed: Promise<void> | undefined;
+    let end: number;
     try {
-      await this.io.run(requests);
-      if (!durableWrite) await this.io.flush();
-    } catch (error) {
-      throw this.fail(error);
+      await previous.written;
+      if (this.failed) throw this.failedError();
+      const B = this.blockSize;
+      const count = images.length;
+      const total = logBlocksFor(count, B, redirected.length);
+      await this.waitForSpace(delta, total);
+      const position = this.head;
+      end = this.head = position + total;
+      const d = descriptorBlocks(count, B, redirected.length);
+      const scratch = this.scratchPages(d + 1);
+      const descriptor = Buffer.from(scratch.memory, 0, d * B);
+      const commit = Buffer.from(scratch.memory, d * B, B);
+      const volumeId = this.superblock.volumeId;
+      const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, checksums, B, descriptor, redirected.length);
+      encodeCommit({ volumeId, position, delta, count, descriptorCrc, totalBlocks: total }, commit);
+      let requests = this.ring.requests('write', position, [descriptor, ...images, commit]);
+      if (redirected.length > 0) requests = requests.concat(this.homeRequests(redirected));
+      // A delta that goes out as one request (it does not wrap, and has few images) is written
+      // with RWF_DSYNC: durable when it completes, one round trip instead of a write and a flush.
+      const durableWrite = requests.length === 1;
+      if (durableWrite) requests = [{ ...requests[0], dsync: true }];
+      try {
+        await this.io.run(requests);
+      } catch (error) {
+        throw this.fail(error);
+      }
+      // Queued before the next append's batch, which the flush then holds back until it is done.
+      if (!durableWrite) flushed = this.io.flush().catch((error: unknown) => Promise.reject(this.fail(error)));
+    } finally {
+      written();
     }
-    this.head = position + total;
-    this.logged.push({ delta, end: this.head });
+    if (flushed) await flushed;
+    // An earlier delta failed: this one is not durable, whatever its own writes did.
+    if (!(await previous.durable)) throw this.failedError();
+    this.logged.push({ delta, end });
     this.durableDelta = delta;
   }
 
