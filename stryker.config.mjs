@@ -26,6 +26,7 @@ const tests = {
   ],
   cache: [
     'test/cache-page.test.ts',
+    'test/cache-read-policy.test.ts',
     'test/cache-mapping.test.ts',
     'test/cache-drop-mapping.test.ts',
     'test/cache-readahead.test.ts',

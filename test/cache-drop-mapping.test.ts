@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { Volume } from '../src/volume';
-import { FaultDevice } from './support/fault-device';
+import { FaultDevice, type FaultPlan } from './support/fault-device';
 import { MemoryDevice } from './support/memory-device';
 import { until } from './support/volumes';
 
@@ -65,6 +65,36 @@ describe('dropMapping and the operations in flight on a mapping', () => {
         await assert.rejects(tx.overwrite(1, file), dropped);
       });
       assert.equal(device.reads, reads);
+    } finally {
+      await vol.close();
+    }
+  });
+
+  it('every operation lets go of the mapping and its pages when it settles: a read served from the cache, a read that failed, a range with one failed request', async () => {
+    const memory = new MemoryDevice({ size: 1 << 20 });
+    for (let b = 0; b < 64; b++) memory.volatile.fill(b, b * 4096, (b + 1) * 4096);
+    // The plan is read at each request: the test moves the failure along.
+    const plan: FaultPlan = { failRead: 1 };
+    const device = new FaultDevice(memory, plan);
+    const vol = Volume.over(device, { readahead: 0 });
+    try {
+      const cached = vol.createMapping({ map: (block) => 10 + block, blockCount: 4 });
+      assert.deepEqual(await vol.read(0, cached), Buffer.alloc(4096, 10));
+      assert.deepEqual(await vol.read(0, cached), Buffer.alloc(4096, 10), 'from the cache, without a promise of its own');
+      await vol.dropMapping(cached);
+
+      const failed = vol.createMapping({ map: (block) => 20 + block, blockCount: 4 });
+      await assert.rejects(vol.read(0, failed), { code: 'EIO' });
+      await vol.dropMapping(failed);
+
+      // Every other block: each page of the range is a request of its own, and the second fails.
+      const spread = vol.createMapping({ map: (block) => 30 + 2 * block, blockCount: 8 });
+      plan.failRead = device.reads + 1;
+      await assert.rejects(vol.readRange(0, 4, spread), { code: 'EIO' });
+      await vol.dropMapping(spread);
+      const again = vol.createMapping({ map: (block) => 30 + 2 * block, blockCount: 8 });
+      const run = await vol.readRange(0, 4, again);
+      for (let k = 0; k < 4; k++) assert.equal(run[k * 4096], 30 + 2 * k, `block ${k}, read again`);
     } finally {
       await vol.close();
     }

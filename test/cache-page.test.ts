@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Lru } from '../src/cache/lru';
 import { CLEAN, EMPTY, MAX_SLOTS, NO_FRAME, Pages, dirtyIn, isDirty } from '../src/cache/page';
 import { PagePool } from '../src/cache/pool';
+import { Slab } from '../src/io/slab';
 import { canModifyInPlace, dirtyInThisDelta } from '../src/delta/fork';
 import { deltaBefore, nextDelta, slotCountFor, slotOf } from '../src/delta/number';
 
@@ -45,6 +46,36 @@ describe('buffer states', () => {
     assert.equal(pages.states[1], dirtyIn(2));
     assert.equal(pages.holds[0], 3);
     assert.equal(pages.pinned(0), true);
+  });
+
+  it('reset clears one frame\'s records and no other\'s; a page is pinned by a busy pin or a hold alone; its dirty state is that of any dirty block', () => {
+    const pages = new Pages(4, 3);
+    for (const frame of [0, 1, 2]) {
+      pages.states.fill(dirtyIn(frame), frame * 4, frame * 4 + 4);
+      pages.flags[frame] = 3;
+      pages.busy[frame] = 1;
+      pages.holds[frame] = 1;
+    }
+    pages.reset(1, 5, 9);
+    assert.deepEqual([...pages.states], [...Array(4).fill(dirtyIn(0)), EMPTY, EMPTY, EMPTY, EMPTY, ...Array(4).fill(dirtyIn(2))]);
+    assert.deepEqual([pages.owner[1], pages.index[1], pages.flags[1], pages.busy[1], pages.holds[1]], [5, 9, 0, 0, 0]);
+    assert.deepEqual([pages.flags[0], pages.busy[2], pages.holds[2]], [3, 1, 1], 'the neighbours keep theirs');
+    assert.equal(pages.pinned(1), false);
+    pages.busy[1] = 1;
+    assert.equal(pages.pinned(1), true, 'a busy pin alone');
+    pages.busy[1] = 0;
+    pages.holds[1] = 1;
+    assert.equal(pages.pinned(1), true, 'a hold alone');
+    assert.equal(pages.dirtyState(1), CLEAN, 'no dirty block (EMPTY ones neither)');
+    pages.states[4 + 3] = dirtyIn(6);
+    assert.equal(pages.dirtyState(1), dirtyIn(6), 'its last block dirty');
+    pages.states[4] = CLEAN;
+    pages.states[4 + 1] = dirtyIn(6);
+    assert.equal(pages.dirtyState(1), dirtyIn(6));
+    const before = pages.states;
+    pages.grow(2);
+    assert.equal(pages.states, before, 'growing to fewer frames changes nothing');
+    assert.equal(pages.frames, 3);
   });
 });
 
@@ -121,6 +152,43 @@ describe('PagePool', () => {
     assert.throws(() => pool.view(frames[0], 0, 4096), { code: 'ERR_VOLUME_CLOSED' });
     pool.free(frames[0]);
   });
+
+  it('G7: allocates from the lowest slab with a free frame, and puts a new slab in the lowest place one was returned from', () => {
+    const pool = new PagePool(4096, 4);
+    assert.equal(pool.slabPages, 4);
+    assert.equal(pool.frameLimit, 0, 'no slab before the first frame');
+    const frames = Array.from({ length: 12 }, () => pool.alloc());
+    assert.deepEqual(frames, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'each slab\'s frames lowest first');
+    assert.equal(pool.frameLimit, 12);
+    pool.free(9);
+    pool.free(2);
+    assert.equal(pool.alloc(), 2, 'the lowest slab first');
+    assert.equal(pool.alloc(), 9);
+    for (const f of [4, 5, 6, 7]) pool.free(f);
+    assert.equal(pool.byteLength, 8 * 4096, 'slab 1, beyond the budget and all free, went back to the system');
+    assert.equal(pool.frameLimit, 12, 'frame numbers stay stable: slab 2 keeps its place');
+    assert.deepEqual([pool.alloc(), pool.alloc()], [4, 5], 'a new slab in the place slab 1 left');
+    assert.equal(pool.frameLimit, 12);
+    pool.free(0);
+    pool.free(1);
+    assert.equal(pool.byteLength, 12 * 4096, 'the budget\'s slab is kept, though two of its frames are free');
+    assert.equal(pool.alloc(), 1, 'freed frames are reused last freed first');
+    pool.release();
+  });
+
+  it('sizes slabs in whole system pages: small pages share one, and a small budget still gets a whole system page', () => {
+    const perSystemPage = Math.max(1, Slab.systemPageSize / 512);
+    const pool = new PagePool(512, 3);
+    assert.equal(pool.slabPages, perSystemPage);
+    const frames = Array.from({ length: perSystemPage + 1 }, () => pool.alloc());
+    assert.equal(pool.byteLength, 2 * Slab.systemPageSize, 'two slabs');
+    for (const [k, f] of frames.entries()) pool.view(f, 0, 512).fill(k);
+    for (const [k, f] of frames.entries()) assert.equal(pool.view(f, 511, 1)[0], k, `frame ${f} is memory of its own`);
+    pool.release();
+    const big = new PagePool(4096, 10_000);
+    assert.equal(big.slabPages, (2 << 20) / 4096, 'a slab is at most 2 MiB');
+    big.release();
+  });
 });
 
 describe('Lru', () => {
@@ -140,5 +208,39 @@ describe('Lru', () => {
     lru.remove(1);
     assert.equal(lru.oldest(), NO_FRAME);
     assert.equal(lru.length, 0);
+  });
+
+  it('keeps its order through removals from the middle, both ends and growth; touch leaves the newest and frames off the list alone', () => {
+    const lru = new Lru(4);
+    for (const f of [0, 1, 2, 3]) lru.insert(f);
+    lru.grow(2);
+    lru.grow(8);
+    assert.equal(lru.has(6), false, 'frames added by growth are off the list');
+    lru.touch(6);
+    assert.equal(lru.has(6), false, 'touch does not put a frame on the list');
+    assert.equal(lru.length, 4);
+    lru.insert(6);
+    lru.touch(6);
+    lru.remove(2);
+    lru.touch(0);
+    lru.remove(3);
+    // Newest first now: 0, 6, 1.
+    const order: number[] = [];
+    for (let f = lru.oldest(); f !== NO_FRAME; f = lru.oldest()) {
+      order.push(f);
+      lru.remove(f);
+    }
+    assert.deepEqual(order, [1, 6, 0], 'oldest first');
+    assert.equal(lru.length, 0);
+    lru.insert(5);
+    assert.equal(lru.oldest(), 5, 'an emptied list starts again');
+    lru.remove(5);
+    lru.insert(4);
+    lru.insert(5);
+    lru.remove(5);
+    lru.insert(7);
+    assert.equal(lru.oldest(), 4);
+    lru.remove(4);
+    assert.equal(lru.oldest(), 7, 'the head, removed, left the list whole');
   });
 });
