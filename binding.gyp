@@ -8,7 +8,8 @@
         "native/device.cc",
         "native/engine.cc",
         "native/uring_engine.cc",
-        "native/thread_engine.cc"
+        "native/thread_engine.cc",
+        "native/crc32c.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"

@@ -1,5 +1,5 @@
 // blockfork's native addon: page slabs, page copy, device open and geometry,
-// I/O engines (io_uring, thread pool) and flush. No cache policy lives here.
+// I/O engines (io_uring, thread pool), flush, and CRC32C. No cache policy lives here.
 //
 // Loaded once per environment (the main thread and each Worker): everything
 // it keeps lives in that environment's Instance (instance.h).
@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "crc32c.h"
 #include "device.h"
 #include "engine.h"
 #include "instance.h"
@@ -37,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   blockfork::InitSlab(env, exports);
   blockfork::InitDevice(env, exports);
   blockfork::InitEngine(env, exports);
+  blockfork::InitCrc32c(env, exports);
   return exports;
 }
 

@@ -16,7 +16,7 @@ struct Slab {
   napi_env env;
   void* memory;
   size_t length;
-  int pins;  // buffers of requests in flight that use this memory
+  int pins;  // buffers of I/O requests or checksum jobs in flight that use this memory
   State state;
   uint64_t batch;  // the last batch that took a reference to it
   // The registry it is listed in; shared, as the finalizer may come after
@@ -144,7 +144,7 @@ Napi::Value ReleaseSlab(const Napi::CallbackInfo& info) {
   }
   if (slab->pins > 0) {
     throw Napi::Error::New(env, "releaseSlab: the slab is in use by " + std::to_string(slab->pins) +
-                                    " I/O request(s) in flight");
+                                    " buffer(s) of I/O requests or checksum jobs in flight");
   }
   Forget(slab);
   Unmap(slab);

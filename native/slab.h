@@ -38,7 +38,7 @@ using SlabRegistry = std::map<uintptr_t, Slab*>;
 // byteLength) (an ArrayBuffer's whole backing store), or nullptr.
 Slab* FindSlab(napi_env env, const void* data, size_t byteLength);
 // Pins keep a slab mapped while a request uses it; each pin is one buffer of
-// one request. The unpin that ends an orphaned slab's last use unmaps it.
+// one I/O request, or one view of a checksum job (crc32c.cc). The unpin that ends an orphaned slab's last use unmaps it.
 void PinSlab(Slab* slab);
 void UnpinSlab(Slab* slab);
 // True the first time a slab is seen by batch `batch` (a number from the

@@ -94,6 +94,18 @@ export interface NativeAddon {
   /** Whether io_uring can be set up here (kernel, seccomp, io_uring_disabled): 0 or -errno. */
   probeIoUring(): number;
   createEngine(options: NativeEngineOptions): NativeEngine | NativeErrno;
+  /** CRC32C of `data`, continuing from `previous` (0 to start). */
+  crc32c(data: Uint8Array, previous?: number): number;
+  /** The same by the slicing-by-8 tables alone, as a CPU without the instruction computes it (the tests compare both). */
+  crc32cTables(data: Uint8Array, previous?: number): number;
+  /**
+   * The CRC32C of each view, on libuv's thread pool: `done` gets them in
+   * order. Views of slabs are pinned until then (releaseSlab refuses); any
+   * other view is checksummed before the call returns.
+   */
+  crc32cBatch(views: readonly Uint8Array[], done: (checksums: Uint32Array) => void): void;
+  /** Whether the CPU's CRC32C instruction is used (SSE4.2, arm64's CRC extension). */
+  readonly crc32cHardware: boolean;
 }
 
 /**

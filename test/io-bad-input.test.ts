@@ -199,7 +199,7 @@ describe('bad input', () => {
       pages.forEach((p, i) => p.fill(i + 1));
       // Completions are delivered asynchronously, never inside submit(): the batch is in flight here.
       const inFlight = device.submit(pages.map((p, i) => ({ op: 'write' as const, offset: i * PAGE, buffers: [p] })));
-      assert.throws(() => busy.release(), { name: 'Error', message: 'releaseSlab: the slab is in use by 16 I/O request(s) in flight' });
+      assert.throws(() => busy.release(), { name: 'Error', message: 'releaseSlab: the slab is in use by 16 buffer(s) of I/O requests or checksum jobs in flight' });
       assert.equal(busy.byteLength, 16 * PAGE, 'a refused release leaves the slab whole');
       const results = await inFlight;
       assert.deepEqual(

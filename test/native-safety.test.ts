@@ -152,7 +152,7 @@ describe('native safety (issue 11)', function () {
       });
       const results = await device.submit([{ op: 'read', offset: 0, buffers }]);
       assert.ok(refused instanceof Error, 'the release inside the getter was refused');
-      assert.equal(refused.message, 'releaseSlab: the slab is in use by 1 I/O request(s) in flight');
+      assert.equal(refused.message, 'releaseSlab: the slab is in use by 1 buffer(s) of I/O requests or checksum jobs in flight');
       assert.deepEqual(results, [{ bytes: 2 * PAGE }]);
       assert.equal(a.byteLength, PAGE, 'the slab the read went to is whole');
       a.release();

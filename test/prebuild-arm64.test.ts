@@ -82,8 +82,7 @@ describe('prebuilds: linux-arm64 under qemu-user', function () {
       fs.mkdirSync(path.dirname(dest), { recursive: true });
       fs.copyFileSync(prebuildPath(t), dest);
     }
-    // The JS dependencies are the same on every arch; the one native one,
-    // @node-rs/crc32, finds its arm64 binary through NODE_PATH.
+    // The dependencies are JS only, the same on every arch.
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(pkg, 'node_modules'));
   });
 
@@ -100,7 +99,6 @@ describe('prebuilds: linux-arm64 under qemu-user', function () {
       env: {
         PATH: process.env.PATH,
         PREBUILDS_ONLY: '1',
-        NODE_PATH: path.join(arm64Dir, 'node_modules'),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -149,7 +147,11 @@ describe('prebuilds: linux-arm64 under qemu-user', function () {
           slab.release();
         }
         const check = crc32c(Buffer.from('123456789'));
-        console.log(JSON.stringify({ addon, probe, pageSize: native.pageSize, results, check }));
+        // Both of the addon's CRC32C paths on arm64, on lengths that take the three streams and the tail.
+        const data = Buffer.alloc(3 * 8192 + 333);
+        for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 7) & 0xff;
+        const paths = [1, 777, 3 * 256 * 3 + 5, data.length].map((n) => native.crc32c(data.subarray(0, n)) === native.crc32cTables(data.subarray(0, n)));
+        console.log(JSON.stringify({ addon, probe, pageSize: native.pageSize, results, check, hardware: native.crc32cHardware, paths }));
       })().catch((e) => { console.error(e); process.exit(1); });`);
     const out = JSON.parse(stdout);
     assert.match(out.addon, /prebuilds\/linux-arm64\/blockfork\.glibc\.node$/);
@@ -159,8 +161,10 @@ describe('prebuilds: linux-arm64 under qemu-user', function () {
       assert.deepEqual(r.bytes, [0x41, 0x41, 0x42, 0x43], `${engine}: read back other bytes than were written`);
     }
     assert.equal(out.results.threads.kind, 'threads');
-    // The package's own native dependency loads too (its arm64 binary).
+    // The addon's CRC32C on arm64: the CRC instruction (qemu's CPU has the extension), equal to the tables.
     assert.equal(out.check, 0xe3069283, 'crc32c of "123456789" on arm64');
+    assert.equal(out.hardware, true, 'the arm64 CRC instruction was not used');
+    assert.deepEqual(out.paths, [true, true, true, true], 'the instruction and the tables differ on arm64');
     if (out.probe === 0) {
       assert.equal(out.results.auto.kind, 'io_uring');
       console.log('      io_uring works under this qemu: auto chose io_uring; threads also tested');

@@ -121,7 +121,7 @@ export function maxDeltaBlocks(logBlocks: number, blockSize: number): number {
 export function encodeDescriptor(
   header: Omit<DescriptorHeader, 'count' | 'blocks' | 'redirected'>,
   homes: readonly number[],
-  checksums: readonly number[],
+  checksums: ArrayLike<number>,
   blockSize: number,
   target: Uint8Array,
   redirected = 0,
@@ -142,7 +142,9 @@ export function encodeDescriptor(
   view.setUint32(40, redirected, true);
   for (let i = 0; i < entries; i++) {
     const at = DESCRIPTOR_HEADER_BYTES + i * DESCRIPTOR_ENTRY_BYTES;
-    view.setBigUint64(at, BigInt(homes[i]), true);
+    // Two 32-bit halves of the little-endian u64 (a home is a safe integer): no BigInt per entry.
+    view.setUint32(at, homes[i] % 0x1_0000_0000, true);
+    view.setUint32(at + 4, Math.floor(homes[i] / 0x1_0000_0000), true);
     view.setUint32(at + 8, checksums[i], true);
   }
   const crc = descriptorCrc(target, length);
