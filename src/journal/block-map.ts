@@ -167,6 +167,55 @@ export class VolumeMap {
     return this.readEntry(block, index, volumeBlock);
   }
 
+  /**
+   * Appends to `out` the physical blocks of volume blocks first .. first +
+   * count − 1, a map block at a time: synchronous (undefined) when every map
+   * block it needs is cached or unflagged, as in a stream's plan, else a
+   * promise that reads the others.
+   */
+  physicals(first: number, count: number, out: number[]): void | Promise<void> {
+    const end = first + count;
+    for (let b = first; b < end; ) {
+      const k = Math.floor(b / this.entries);
+      const upto = Math.min(end, (k + 1) * this.entries);
+      if (!this.flagged(k)) {
+        for (; b < upto; b++) out.push(b);
+        continue;
+      }
+      const view = this.cachedView(this.sb.summaryBlocks + k);
+      if (view === undefined) return this.readPhysicals(b, end, out);
+      for (let index = b - k * this.entries; b < upto; b++, index++) out.push(entryPhysical(getEntry(view, index), b));
+    }
+    return undefined;
+  }
+
+  private async readPhysicals(from: number, end: number, out: number[]): Promise<void> {
+    for (let b = from; b < end; b++) {
+      const physical = this.physical(b);
+      out.push(typeof physical === 'number' ? physical : await physical);
+    }
+  }
+
+  /**
+   * Sets volume blocks first .. first + count − 1 to physical blocks
+   * physical .. physical + count − 1, as `set` does one by one: one map
+   * block dirtied (and awaited) per map block, not per entry.
+   */
+  async setRun(first: number, physical: number, count: number, dirty: MapDirty, touched: Map<number, Buffer>): Promise<void> {
+    const end = first + count;
+    for (let b = first; b < end; ) {
+      const k = Math.floor(b / this.entries);
+      const upto = Math.min(end, (k + 1) * this.entries);
+      // The first entry through set() dirties (and, if new, starts) the map block; the rest land in its view.
+      await this.set(b, physical + (b - first), dirty, touched);
+      const view = touched.get(this.sb.summaryBlocks + k) as Buffer;
+      for (b++; b < upto; b++) {
+        const p = physical + (b - first);
+        setEntry(view, b - k * this.entries, p === b ? IDENTITY : p + 1);
+      }
+    }
+  }
+
   /** The map block (0 .. M − 1) that holds a volume block's entry. */
   mapBlockOf(volumeBlock: number): number {
     return Math.floor(volumeBlock / this.entries);

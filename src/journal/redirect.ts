@@ -156,15 +156,14 @@ export class Redirector {
     for (const [from, to] of runs) {
       let at = from;
       if (to - from >= threshold) {
+        // A run of the delta is consecutive volume blocks: each allocated run takes the next of them,
+        // looked up and mapped a map block at a time (a stream's plan awaits nothing per block).
         for (const run of this.allocator.allocate(to - from)) {
-          for (let p = run.start; p < run.start + run.length; p++, at++) {
-            const volumeBlock = blocks[at].home;
-            let old = this.map.physical(volumeBlock);
-            if (typeof old !== 'number') old = await old;
-            freed.push(old);
-            await this.map.set(volumeBlock, p, dirty, touched);
-            redirected.push({ home: start + p, image: blocks[at].image });
-          }
+          const volumeFirst = blocks[at].home;
+          const lookup = this.map.physicals(volumeFirst, run.length, freed);
+          if (lookup !== undefined) await lookup;
+          await this.map.setRun(volumeFirst, run.start, run.length, dirty, touched);
+          for (let p = run.start; p < run.start + run.length; p++, at++) redirected.push({ home: start + p, image: blocks[at].image });
         }
       }
       for (; at < to; at++) {
@@ -175,8 +174,11 @@ export class Redirector {
       }
     }
     const held: number[] = [];
-    const released: number[] = [];
-    for (const p of freed) (this.pinned.has(p) ? held : released).push(p);
+    let released: number[] = freed;
+    if (this.pinned.size > 0) {
+      released = [];
+      for (const p of freed) (this.pinned.has(p) ? held : released).push(p);
+    }
     for (const run of coalesce(released)) this.allocator.deferFree(delta, run);
     if (held.length > 0) {
       this.held.push({ delta, runs: coalesce(held) });
@@ -189,8 +191,8 @@ export class Redirector {
     this.counters.loggedBlocks += logged.length;
     this.counters.mapBlocksLogged += mapBlocks.length;
     const all = mapBlocks.length === 0 ? logged : mapBlocks.concat(logged);
-    all.sort((a, b) => a.home - b.home);
-    redirected.sort((a, b) => a.home - b.home);
+    sortByHome(all);
+    sortByHome(redirected);
     return { logged: all, redirected };
   }
 
@@ -220,9 +222,21 @@ export class Redirector {
   }
 }
 
+/** Sorts by home, unless already sorted (a stream's redirected blocks are, allocated next-fit). */
+function sortByHome(blocks: JournalBlock[]): void {
+  for (let i = 1; i < blocks.length; i++) {
+    if (blocks[i].home < blocks[i - 1].home) {
+      blocks.sort((a, b) => a.home - b.home);
+      return;
+    }
+  }
+}
+
 /** Physical blocks as sorted runs. */
 function coalesce(blocks: number[]): Run[] {
-  blocks.sort((a, b) => a - b);
+  let sorted = true;
+  for (let i = 1; i < blocks.length && sorted; i++) sorted = blocks[i] > blocks[i - 1];
+  if (!sorted) blocks.sort((a, b) => a - b);
   const runs: Run[] = [];
   for (let i = 0; i < blocks.length; ) {
     let j = i + 1;
