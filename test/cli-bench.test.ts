@@ -90,6 +90,14 @@ describe('blockfork bench', function () {
     // Version 2 beside version 1, and the price of its redirects.
     positive(rowOf(report, 'sequential', 'cache, journal v2').mbPerSecond, 'sequential: cache, journal v2, MB/s');
     for (const subject of ['cache, ordered', 'cache, journal v2']) positive(rowOf(report, 'fragmentation', subject).mbPerSecond, `fragmentation/${subject} MB/s`);
+    for (const kib of [16, 64, 256]) {
+      for (const how of ['redirected', 'logged']) {
+        const row = rowOf(report, 'redirect-threshold', `${kib} KiB runs, ${how}`);
+        positive(row.mbPerSecond, `redirect-threshold/${kib} KiB ${how} MB/s`);
+        // Redirected runs are redirected (and logged ones not), and the read after them is measured.
+        assert.match(row.note ?? '', how === 'logged' ? /^0 blocks redirected; .* [1-9][0-9]* MB\/s$/ : /^[1-9][0-9]* blocks redirected; .* [1-9][0-9]* MB\/s$/, row.note);
+      }
+    }
     const commits = rowOf(report, 'commits', 'cache, ordered');
     positive(commits.opsPerSecond, 'commits/s');
     positive(commits.latency?.p99Us, 'commit p99');

@@ -1,4 +1,5 @@
 import { fragmentationSubject } from './fragmentation';
+import { thresholdSubject } from './redirect-threshold';
 import { randomReadSubject, sequentialReadSubject } from './cache-reads';
 import { clientsSubject } from './concurrent-clients';
 import { lmdbClientsSubject } from './lmdb-clients';
@@ -156,6 +157,12 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
       title: 'sequential read after random 128 KiB rewrites',
       // No target: the known cost of redirect-on-write, stated as measured.
       entries: [entry(fragmentationSubject('ordered')), entry(fragmentationSubject('journal-v2'))],
+    },
+    {
+      id: 'redirect-threshold',
+      title: 'random runs on version 2, redirected or logged (redirectMin)',
+      // No target: what the threshold trades (write rate, and a later sequential read in the notes).
+      entries: [16, 64, 256].flatMap((kib) => [entry(thresholdSubject(kib << 10, true)), entry(thresholdSubject(kib << 10, false))]),
     },
     {
       id: 'random-read',

@@ -43,7 +43,7 @@ function program(): Command {
     .addOption(new Option('--size <bytes>', 'bytes to cover from offset 0 (1G, 256M); the scratch image\'s size (default 1 GiB, 256 MiB with --quick)').argParser(sizeArgument))
     .option('--force', 'write even on a device that is mounted, in use or holds a known signature', false)
     .option('--report <dir>', 'also write the results (bench.json) and charts (latency.svg, throughput.svg) into DIR')
-    .option('--only <ids>', 'run only these comparisons, comma-separated: sequential, random, sequential-read, fragmentation, random-read, commits, hot-set, slow-sata, slow-network, clients-1, clients-8, clients-64, replay, memory')
+    .option('--only <ids>', 'run only these comparisons, comma-separated: sequential, random, sequential-read, fragmentation, redirect-threshold, random-read, commits, hot-set, slow-sata, slow-network, clients-1, clients-8, clients-64, replay, memory')
     .action((path: string | undefined, options: BenchOptions) => bench(path, options));
 
   root
