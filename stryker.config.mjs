@@ -33,6 +33,7 @@ const tests = {
     'test/cache-read-policy.test.ts',
     'test/cache-mapping.test.ts',
     'test/cache-drop-mapping.test.ts',
+    'test/cache-subpage.test.ts',
     'test/cache-readahead.test.ts',
     'test/cache-states.test.ts',
     'test/fork-blockdirty.test.ts',
