@@ -119,6 +119,48 @@ describe('the read path: readahead, batched misses, prefetch (real Device, O_DIR
     assert.ok(stats.readaheadPages - stats.readaheadUsed - stats.readaheadWasted <= 64, 'unused pages in the cache: at most a quarter');
   });
 
+  it('a window leaves READAHEAD_RESERVE (4) frames obtainable: in a cache nearly full of dirty pages it takes what is beyond them, and no more', async () => {
+    // 32 pages, 26 of them dirty: 6 obtainable, so a window may take 2.
+    const { vol, log } = await volume(2048, { cacheSize: 32 * BLOCK, readahead: 8 * BLOCK, highWater: 1 << 30 });
+    await vol.change(async (tx) => {
+      for (let i = 0; i < 26; i++) (await tx.overwrite(1000 + i)).fill(0xd0);
+    });
+    await vol.read(0);
+    assert.equal(vol.stats().readaheadPages, 0, 'a first miss is random');
+    await vol.read(1);
+    assert.equal(vol.stats().readaheadPages, 2, 'the window of 4 from page 1 stopped with 4 frames left obtainable');
+    assert.deepEqual(log.reads.map((r) => [r.offset / BLOCK, r.bytes / BLOCK]), [
+      [0, 1],
+      [1, 2],
+    ]);
+    assert.deepEqual(await vol.read(3), pattern(3), 'the reader goes on past the window');
+  });
+
+  it('prefetch is not held to the readahead share, and into a cache full of dirty pages takes nothing', async () => {
+    const { vol, log } = await volume(2048, { cacheSize: 32 * BLOCK, readahead: 8 * BLOCK, highWater: 1 << 30 });
+    // Half the cache: twice the share of 8 pages.
+    vol.prefetch(100, 16);
+    assert.equal(vol.stats().readaheadPages, 16);
+    for (let i = 0; i < 16; i++) assert.deepEqual(await vol.read(100 + i), pattern(100 + i));
+    assert.equal(log.reads.length, 1, 'one request for the 16 pages');
+    assert.equal(vol.stats().readaheadUsed, 16);
+    await vol.change(async (tx) => {
+      for (let i = 0; i < 32; i++) (await tx.overwrite(1000 + i)).fill(0xd0);
+    });
+    vol.prefetch(200, 4);
+    assert.equal(vol.stats().readaheadPages, 16, 'no frame to take: nothing read ahead');
+    assert.equal(vol.stats().pagesCached, 32);
+    assert.deepEqual(await vol.read(201), pattern(201));
+  });
+
+  it('close frees the page memory', async () => {
+    const { vol } = await volume(64, { cacheSize: 16 * BLOCK });
+    for (let i = 0; i < 16; i++) await vol.read(i);
+    assert.ok(vol.stats().cacheBytes >= 16 * BLOCK);
+    await vol.close();
+    assert.equal(vol.stats().cacheBytes, 0);
+  });
+
   it('G1: a window never lands on a block dirty in the open delta (EMPTY blocks only, under the page lock)', async () => {
     const { vol, path } = await volume(512, { blockSize: 512, readahead: 128 << 10, highWater: 1 << 30 });
     // blockSize 512: a page holds 8 blocks. Dirty one block of pages ahead of the reader, reading nothing.

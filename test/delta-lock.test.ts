@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Delta } from '../src/delta/delta';
 import { DeltaLock } from '../src/delta/lock';
 import { deltaBefore, slotCountFor } from '../src/delta/number';
 
@@ -60,5 +61,58 @@ describe('delta numbers, as the pipeline orders them', () => {
     assert.equal(deltaBefore(5, 5), false);
     assert.equal(deltaBefore(4, 5), true);
     assert.deepEqual([1, 2, 3, 4, 7, 8].map(slotCountFor), [2, 4, 4, 8, 8, 16]);
+  });
+});
+
+describe('a delta\'s states (delta.ts), as the pipeline reads them', () => {
+  it('ordered mode: OPEN and REQUESTED are open; only OPEN is asked to close; written, it is FLUSHING (no home write pending), then DURABLE with its number', async () => {
+    const delta = new Delta(7, 3);
+    assert.equal(delta.open, true);
+    delta.requestClose();
+    assert.equal(delta.state, 'requested');
+    assert.equal(delta.open, true, 'still taking changes');
+    delta.state = 'closing';
+    assert.equal(delta.open, false);
+    delta.requestClose();
+    assert.equal(delta.state, 'closing', 'a delta closing is not asked to close again');
+    delta.state = 'writing';
+    assert.equal(delta.open, false);
+    assert.equal(delta.homeWritesPending, true);
+    delta.markWritten();
+    assert.equal(delta.state, 'flushing');
+    assert.equal(delta.homeWritesPending, false, 'its frozen pages are free: the cache has nothing to wait for');
+    await delta.written;
+    delta.markDurable();
+    assert.equal(delta.state, 'durable');
+    assert.equal(await delta.committed, 7);
+    assert.equal(delta.homeWritesPending, false);
+  });
+
+  it('journal mode: LOGGED is durable with home writes still pending; written, it is AT_HOME', async () => {
+    const delta = new Delta(9, 1);
+    delta.state = 'writing';
+    delta.markLogged();
+    assert.equal(delta.state, 'logged');
+    assert.equal(await delta.committed, 9, 'commit resolves once logged');
+    await delta.durable;
+    assert.equal(delta.homeWritesPending, true, 'its home writes still read its frozen pages');
+    assert.equal(delta.open, false);
+    delta.markWritten();
+    assert.equal(delta.state, 'at-home');
+    assert.equal(delta.homeWritesPending, false);
+  });
+
+  it('FAILED rejects its writes, its durability and its commits with the error; a delta that gave way resolves with the one it covers', async () => {
+    const failed = new Delta(4, 0);
+    const error = new Error('EIO');
+    failed.state = 'writing';
+    failed.fail(error);
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.failure, error);
+    assert.equal(failed.homeWritesPending, false);
+    for (const settled of [failed.written, failed.durable, failed.committed]) await assert.rejects(settled, (e) => e === error);
+    const empty = new Delta(5, 1);
+    empty.giveWay(Promise.resolve(3));
+    assert.equal(await empty.committed, 3);
   });
 });

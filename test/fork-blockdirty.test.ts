@@ -1,4 +1,15 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { Cache } from '../src/cache/cache';
+import { Change } from '../src/delta/change';
+import { blockdirty } from '../src/delta/fork';
+import { slotCountFor } from '../src/delta/number';
+import { Deltas } from '../src/delta/transition';
+import { Device } from '../src/io/device';
+import { Volume } from '../src/volume';
+import { FaultDevice } from './support/fault-device';
+import { ReadLog } from './support/read-log';
+import { TempDir } from './support/temp';
 import { fileBytes, realVolume, realVolumesPerTest, settles, until, type RealVolume } from './support/volumes';
 
 // The fork runs against the real Device (O_DIRECT on a temp file). The
@@ -193,5 +204,131 @@ describe('blockdirty and the buffer fork', () => {
     await vol.commit();
     assert.deepEqual(fileBytes(path, 9 * 4096, 4096), pattern(4096, 0x99));
     assert.deepEqual(fileBytes(path, 4 * 4096, 4096), Buffer.alloc(4096));
+  });
+});
+
+describe('blockdirty without a promise, and under the page lock', () => {
+  const volumes = realVolumesPerTest();
+
+  it('G2: on a cached, up-to-date, unlocked page the whole decision runs synchronously, a fork included; an overwrite of a page not cached too', async () => {
+    const temp = new TempDir();
+    const device = new FaultDevice(await Device.open(temp.file(), { size: 1 << 20, direct: true }));
+    const cache: Cache = new Cache({ device, pageSize: 4096, blockSize: 1024, cacheSize: 16 * 4096, slotCount: slotCountFor(2), whenFull: () => deltas.whenWritten() });
+    const deltas: Deltas = new Deltas({ cache, maxDeltas: 2, fork: true, highWater: 1 << 20, firstDelta: 1 });
+    const mapping = cache.volume;
+    const inChange = async <T>(fn: (tx: Change) => T): Promise<T> => {
+      await deltas.lock.shared();
+      const tx = new Change(deltas, deltas.current);
+      try {
+        return fn(tx);
+      } finally {
+        tx.end();
+        deltas.lock.releaseShared();
+      }
+    };
+    try {
+      // Page 1 (blocks 4 to 7) read in; page 2 not cached.
+      cache.unpin(await cache.uptodate(mapping, 5));
+      await inChange((tx) => {
+        const view = blockdirty(deltas, tx, mapping, 5, false);
+        assert.ok(!(view instanceof Promise), 'a cached block: a view, not a promise');
+        view.fill(0x51);
+        const fresh = blockdirty(deltas, tx, mapping, 9, true);
+        assert.ok(!(fresh instanceof Promise), 'an overwrite of a page not cached: a view, not a promise');
+        assert.deepEqual(fresh, Buffer.alloc(1024));
+        fresh.fill(0x91);
+      });
+      const release = device.hold();
+      const first = deltas.commit();
+      await until(() => device.heldRequests() > 0, 'delta 1 writing');
+      await inChange((tx) => {
+        const view = blockdirty(deltas, tx, mapping, 6, false);
+        assert.ok(!(view instanceof Promise), 'the fork of a page under writeout, synchronously');
+        view.fill(0x62);
+      });
+      assert.equal(deltas.counters.forks, 1);
+      release();
+      assert.equal(await first, 1);
+      assert.equal(await deltas.commit(), 2);
+      const path = device.path;
+      assert.deepEqual(fileBytes(path, 5 * 1024, 1024), Buffer.alloc(1024, 0x51));
+      assert.deepEqual(fileBytes(path, 6 * 1024, 1024), Buffer.alloc(1024, 0x62));
+      assert.deepEqual(fileBytes(path, 9 * 1024, 1024), Buffer.alloc(1024, 0x91));
+      await deltas.drained();
+    } finally {
+      device.releaseAll();
+      await deltas.drained();
+      cache.release();
+      await device.close();
+      temp.remove();
+    }
+  });
+
+  it('an overwrite of an EMPTY block of a page being read waits for the page lock: the read in flight never lands on what it wrote', async () => {
+    const { vol, device, path } = await volumes.open(1 << 20, { blockSize: 1024, readahead: 0 });
+    const fd = fs.openSync(path, 'r+');
+    fs.writeSync(fd, Buffer.alloc(4096, 0x11), 0, 4096, 0);
+    fs.closeSync(fd);
+    const releaseReads = device.hold('read');
+    const reading = vol.read(0);
+    await until(() => device.heldRequests('read') > 0, 'page 0 read under its page lock');
+    const change = vol.change(async (tx) => (await tx.overwrite(1)).fill(0x77));
+    assert.equal(await settles(change), false, 'the overwrite waits for the read that holds the page lock');
+    releaseReads();
+    assert.deepEqual(await reading, Buffer.alloc(1024, 0x11));
+    await change;
+    assert.deepEqual(await vol.read(1), Buffer.alloc(1024, 0x77), 'the overwrite won');
+    assert.deepEqual(await vol.read(2), Buffer.alloc(1024, 0x11));
+    await vol.commit();
+    assert.deepEqual(fileBytes(path, 1024, 1024), Buffer.alloc(1024, 0x77));
+  });
+
+  it('an overwrite reads nothing, even when the cache is full of dirty pages and must overcommit', async () => {
+    const { vol, device } = await volumes.open(1 << 20, { cacheSize: 4 * 4096, highWater: 1 << 30, readahead: 0 });
+    await vol.change(async (tx) => {
+      for (let b = 0; b < 6; b++) (await tx.overwrite(b)).fill(b);
+    });
+    assert.equal(device.reads, 0);
+    assert.equal(vol.stats().pagesDirty, 6, 'beyond the 4 pages of the cache: nothing in flight could free any');
+    await vol.commit();
+    assert.equal(device.reads, 0);
+  });
+
+  it('a writeRange reads the missing blocks of each step in one request and lets go of every page once done: they can be evicted after the commit', async () => {
+    const temp = new TempDir();
+    const path = temp.file();
+    const fd = fs.openSync(path, 'w');
+    for (let b = 0; b < 256; b++) fs.writeSync(fd, Buffer.alloc(1024, b), 0, 1024, b * 1024);
+    fs.ftruncateSync(fd, 1 << 20);
+    fs.closeSync(fd);
+    const log = new ReadLog(await Device.open(path, { direct: true }));
+    // 64 pages: a range step of 16 pages, 64 blocks of 1 KiB; the run fills the cache.
+    const vol = Volume.over(log, { blockSize: 1024, cacheSize: 64 * 4096, highWater: 1 << 30, readahead: 0 });
+    try {
+      await vol.change(async (tx) => {
+        const views = await tx.writeRange(0, 256);
+        for (const [k, view] of views.entries()) {
+          assert.equal(view[0], k, `block ${k} read before it is written`);
+          view[1] = 0xab;
+        }
+      });
+      assert.deepEqual(
+        log.reads.map((r) => [r.offset / 1024, r.bytes / 1024]),
+        [
+          [0, 64],
+          [64, 64],
+          [128, 64],
+          [192, 64],
+        ],
+        'four steps, each one request for its 16 pages',
+      );
+      await vol.commit();
+      for (let b = 256; b < 512; b += 4) await vol.read(b);
+      assert.ok(vol.stats().pagesCached <= 64, `the cache holds ${vol.stats().pagesCached} pages, at most its 64: the run's pages were evictable`);
+      assert.deepEqual((await vol.read(5)).subarray(0, 2), Buffer.from([5, 0xab]));
+    } finally {
+      await vol.close();
+      temp.remove();
+    }
   });
 });
