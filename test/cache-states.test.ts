@@ -5,6 +5,7 @@ import { Change } from '../src/delta/change';
 import { slotCountFor } from '../src/delta/number';
 import { Deltas } from '../src/delta/transition';
 import { FaultDevice } from './support/fault-device';
+import { inChange } from './support/in-change';
 import { MemoryDevice } from './support/memory-device';
 import { until } from './support/volumes';
 
@@ -27,16 +28,7 @@ describe('the buffer state machine (page.ts)', () => {
     const deltas: Deltas = new Deltas({ cache, maxDeltas, fork: true, highWater: 1 << 20, firstDelta: 1 });
     const mapping = cache.volume;
     const states = (frame: number): number[] => [...cache.pages.states.subarray(frame * 4, frame * 4 + 4)];
-    const change = async (fn: (tx: Change) => Promise<void>): Promise<void> => {
-      await deltas.lock.shared();
-      const tx = new Change(deltas, deltas.current);
-      try {
-        await fn(tx);
-      } finally {
-        tx.end();
-        deltas.lock.releaseShared();
-      }
-    };
+    const change = (fn: (tx: Change) => Promise<void>): Promise<void> => inChange(deltas, fn);
 
     const frame = await cache.page(mapping, 0);
     assert.deepEqual(states(frame), [EMPTY, EMPTY, EMPTY, EMPTY], 'a page comes in EMPTY');

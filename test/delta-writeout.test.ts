@@ -8,6 +8,7 @@ import { Deltas } from '../src/delta/transition';
 import type { DirtyBlock, JournalStage, MetadataDirty, WritePlan } from '../src/delta/writeout';
 import { Device } from '../src/io/device';
 import { FaultDevice } from './support/fault-device';
+import { inChange } from './support/in-change';
 import { TempDir } from './support/temp';
 import { fileBytes, realVolumesPerTest, settles, until } from './support/volumes';
 
@@ -184,16 +185,7 @@ describe('the writeout of a delta, with a journal (the stage it talks to recorde
     cache = new Cache({ device, pageSize: BLOCK, blockSize: BLOCK, cacheSize: 64 * BLOCK, slotCount: slotCountFor(maxDeltas), whenFull: () => deltas.whenWritten() });
     const deltas: Deltas = new Deltas({ cache, maxDeltas, fork: true, highWater: 1 << 20, firstDelta: 1, journal: stage });
     opened.push({ cache, deltas });
-    const change = async (fn: (tx: Change) => Promise<void>): Promise<void> => {
-      await deltas.lock.shared();
-      const tx = new Change(deltas, deltas.current);
-      try {
-        await fn(tx);
-      } finally {
-        tx.end();
-        deltas.lock.releaseShared();
-      }
-    };
+    const change = (fn: (tx: Change) => Promise<void>): Promise<void> => inChange(deltas, fn);
     return { deltas, stage, path, change };
   }
 

@@ -8,6 +8,7 @@ import { Deltas } from '../src/delta/transition';
 import { Device } from '../src/io/device';
 import { Volume } from '../src/volume';
 import { FaultDevice } from './support/fault-device';
+import { inChange } from './support/in-change';
 import { ReadLog } from './support/read-log';
 import { TempDir } from './support/temp';
 import { fileBytes, realVolume, realVolumesPerTest, settles, until, type RealVolume } from './support/volumes';
@@ -216,20 +217,11 @@ describe('blockdirty without a promise, and under the page lock', () => {
     const cache: Cache = new Cache({ device, pageSize: 4096, blockSize: 1024, cacheSize: 16 * 4096, slotCount: slotCountFor(2), whenFull: () => deltas.whenWritten() });
     const deltas: Deltas = new Deltas({ cache, maxDeltas: 2, fork: true, highWater: 1 << 20, firstDelta: 1 });
     const mapping = cache.volume;
-    const inChange = async <T>(fn: (tx: Change) => T): Promise<T> => {
-      await deltas.lock.shared();
-      const tx = new Change(deltas, deltas.current);
-      try {
-        return fn(tx);
-      } finally {
-        tx.end();
-        deltas.lock.releaseShared();
-      }
-    };
+    const change = <T>(fn: (tx: Change) => T): Promise<T> => inChange(deltas, fn);
     try {
       // Page 1 (blocks 4 to 7) read in; page 2 not cached.
       cache.unpin(await cache.uptodate(mapping, 5));
-      await inChange((tx) => {
+      await change((tx) => {
         const view = blockdirty(deltas, tx, mapping, 5, false);
         assert.ok(!(view instanceof Promise), 'a cached block: a view, not a promise');
         view.fill(0x51);
@@ -241,7 +233,7 @@ describe('blockdirty without a promise, and under the page lock', () => {
       const release = device.hold();
       const first = deltas.commit();
       await until(() => device.heldRequests() > 0, 'delta 1 writing');
-      await inChange((tx) => {
+      await change((tx) => {
         const view = blockdirty(deltas, tx, mapping, 6, false);
         assert.ok(!(view instanceof Promise), 'the fork of a page under writeout, synchronously');
         view.fill(0x62);
