@@ -210,8 +210,7 @@ export class VolumeMap {
       await this.set(b, physical + (b - first), dirty, touched);
       const view = touched.get(this.sb.summaryBlocks + k) as Buffer;
       for (b++; b < upto; b++) {
-        const p = physical + (b - first);
-        setEntry(view, b - k * this.entries, p === b ? IDENTITY : p + 1);
+        setEntry(view, b - k * this.entries, entryValue(physical + (b - first), b));
       }
     }
   }
@@ -247,7 +246,7 @@ export class VolumeMap {
       }
       touched.set(block, view);
     }
-    setEntry(view, volumeBlock - k * this.entries, physical === volumeBlock ? IDENTITY : physical + 1);
+    setEntry(view, volumeBlock - k * this.entries, entryValue(physical, volumeBlock));
   }
 
   /** Seals every block a plan dirtied (their checksums), as they are about to be logged. */
@@ -300,4 +299,9 @@ export class VolumeMap {
 
 function entryPhysical(value: number, volumeBlock: number): number {
   return value === IDENTITY ? volumeBlock : value - 1;
+}
+
+/** The entry that puts a volume block at a physical block (entryPhysical's inverse). */
+function entryValue(physical: number, volumeBlock: number): number {
+  return physical === volumeBlock ? IDENTITY : physical + 1;
 }
