@@ -268,7 +268,7 @@ struct View {
   size_t length;
 };
 
-// A Uint8Array's bytes, or nullptr (with an exception pending) if `value` is not one.
+// A Uint8Array's bytes; false (with an exception pending) if `value` is not one or its memory is gone.
 bool ReadView(napi_env env, napi_value value, const char* what, View* view, napi_value* memory) {
   bool isTyped = false;
   napi_is_typedarray(env, value, &isTyped);
@@ -297,15 +297,12 @@ napi_value Crc32cCall(napi_env env, napi_callback_info info, bool tables) {
   size_t argc = 2;
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  // Arguments not passed are undefined (napi_get_cb_info fills argv up to its size).
   View view;
   napi_value memory;
-  if (argc < 1) {
-    napi_throw_type_error(env, nullptr, "crc32c: data must be a Uint8Array or Buffer");
-    return nullptr;
-  }
   if (!ReadView(env, argv[0], "crc32c: data must be a Uint8Array or Buffer", &view, &memory)) return nullptr;
   uint32_t previous = 0;
-  if (argc >= 2) {
+  {
     napi_valuetype type;
     napi_typeof(env, argv[1], &type);
     double d = 0;
