@@ -136,6 +136,40 @@ describe('the read path: readahead, batched misses, prefetch (real Device, O_DIR
     assert.deepEqual(await vol.read(3), pattern(3), 'the reader goes on past the window');
   });
 
+  it('a window cut short by a nearly full cache: the stream goes on from where its pages end, never a lone read', async () => {
+    // 32 pages, 26 dirty: each window takes 2 of the 4 or 8 pages asked for.
+    const { vol, log } = await volume(2048, { cacheSize: 32 * BLOCK, readahead: 8 * BLOCK, highWater: 1 << 30 });
+    await vol.change(async (tx) => {
+      for (let i = 0; i < 26; i++) (await tx.overwrite(1000 + i)).fill(0xd0);
+    });
+    for (let i = 0; i < 200; i++) assert.deepEqual(await vol.read(i), pattern(i), `block ${i}`);
+    const sizes = log.reads.map((r) => r.bytes / BLOCK).join(' ');
+    // Read 0 alone looks random; every page after it comes in a window (of one or two pages here),
+    // none by the lone read of a reader that fell between a cut window and a next one started
+    // past the pages never read.
+    assert.equal(vol.stats().readaheadUsed, 199, `requests in pages: ${sizes}`);
+    for (const [block, times] of log.timesRead(BLOCK)) assert.equal(times, 1, `block ${block} read once`);
+  });
+
+  it('a stream that is left with its pages unused does not stop the readahead of the next: its pages are evicted first', async () => {
+    // 64 pages: the share of pages read ahead and unused is 16, windows at most 8.
+    const { vol, log } = await volume(2048, { cacheSize: 64 * BLOCK, readahead: 64 << 10 });
+    for (let i = 0; i < 6; i++) await vol.read(i);
+    const left = vol.stats();
+    assert.ok(left.readaheadPages - left.readaheadUsed > 0, 'the stream left pages read ahead and unused');
+    const from = log.reads.length;
+    for (let i = 1000; i < 1400; i++) assert.deepEqual(await vol.read(i), pattern(i), `block ${i}`);
+    const sizes = log.reads.slice(from).map((r) => r.bytes / BLOCK);
+    // The new stream starts as any does (a lone read, then a window of 4), and then reads windows of 8:
+    // its admissions evict the left stream's pages, even those that were still being read when the
+    // share first filled.
+    assert.deepEqual(sizes.slice(0, 2), [1, 4], `requests in pages: ${sizes.join(' ')}`);
+    assert.ok(sizes.slice(2, -1).every((n) => n === 8), `requests in pages: ${sizes.join(' ')}`);
+    const stats = vol.stats();
+    assert.ok(stats.readaheadWasted >= left.readaheadPages - left.readaheadUsed, 'the left pages were evicted unused, and counted');
+    assert.ok(stats.readaheadUsed >= left.readaheadUsed + 399, `pages read ahead and used: ${stats.readaheadUsed}`);
+  });
+
   it('prefetch is not held to the readahead share, and into a cache full of dirty pages takes nothing', async () => {
     const { vol, log } = await volume(2048, { cacheSize: 32 * BLOCK, readahead: 8 * BLOCK, highWater: 1 << 30 });
     // Half the cache: twice the share of 8 pages.
@@ -245,20 +279,20 @@ describe('the read path: readahead, batched misses, prefetch (real Device, O_DIR
   });
 
   it('tx.write on the marked page of a stream, the cache over its bound: the window it starts never evicts that page under the write', async () => {
-    // 16 pages, windows of 4. The first use of a stream's mark starts the next window, whose
+    // 32 pages, windows of 4. The first use of a stream's mark starts the next window, whose
     // pages are admitted at once (evicting the oldest clean pages); the write that used the mark
     // must not find its own page evicted (and its frame freed) by them.
-    const { vol, path } = await volume(2048, { cacheSize: 16 * BLOCK, readahead: 4 * BLOCK, highWater: 1 << 30 });
+    const { vol, path } = await volume(2048, { cacheSize: 32 * BLOCK, readahead: 4 * BLOCK, highWater: 1 << 30 });
     await vol.read(0);
     await vol.read(1); // a stream: the window of pages 1 to 4, its mark on page 2
-    // Page 2 is dirtied first (an overwrite keeps its mark), then 16 more pages: the cache
+    // Page 2 is dirtied first (an overwrite keeps its mark), then 32 more pages: the cache
     // overcommits by one, nothing being in flight. Written, page 2 is the oldest clean page.
     await vol.change(async (tx) => {
       (await tx.overwrite(2)).fill(0x22);
-      for (let i = 0; i < 16; i++) (await tx.overwrite(1000 + 7 * i)).fill(0x33);
+      for (let i = 0; i < 32; i++) (await tx.overwrite(1000 + 7 * i)).fill(0x33);
     });
     await vol.commit();
-    assert.equal(vol.stats().pagesCached, 17, 'the cache is over its bound by one clean page');
+    assert.equal(vol.stats().pagesCached, 33, 'the cache is over its bound by one clean page');
     // tx.write(2) uses the mark: the next window (pages 5 to 8) comes in at once.
     await vol.change(async (tx) => {
       const view = await tx.write(2);

@@ -152,7 +152,9 @@ export class Cache {
     this.whenFull = options.whenFull;
     this.reads = new ReadBatch(options.device);
     this.readaheadLimit = Math.floor(this.capacity / READAHEAD_SHARE);
-    this.readaheadPages = Math.min(Math.floor((options.readahead ?? 0) / options.pageSize), this.readaheadLimit);
+    // Half the share at most: a stream's next window is admitted while the pages of the one
+    // before are still unused, and with a window as large as the share it would evict them.
+    this.readaheadPages = Math.min(Math.floor((options.readahead ?? 0) / options.pageSize), Math.floor(this.readaheadLimit / 2));
     this.pool = new PagePool(options.pageSize, this.capacity);
     this.pages = new Pages(this.perPage, this.pool.slabPages);
     this.lru = new Lru(this.pool.slabPages);
@@ -570,7 +572,8 @@ export class Cache {
     const indexes: number[] = [];
     const locks: Promise<() => void>[] = [];
     let marked = mark < 0;
-    for (let p = start; p < end; p++) {
+    let p = start;
+    for (; p < end; p++) {
       if (mapping.table.has(p)) continue;
       if (limited && ((this.unused >= this.readaheadLimit && !this.evictOldestUnused()) || this.obtainable() <= READAHEAD_RESERVE)) break;
       const frame = this.admitNow(mapping, p);
@@ -587,6 +590,7 @@ export class Cache {
       frames.push(frame);
       indexes.push(p);
     }
+    if (limited && p < end) mapping.readahead?.cut(start, p);
     if (frames.length === 0) return;
     this.counters.readaheadPages += frames.length;
     // Nobody awaits a window: a read that fails leaves its blocks EMPTY, and the
@@ -609,14 +613,32 @@ export class Cache {
     return this.capacity - this.cached + this.lru.length;
   }
 
-  /** Evicts the oldest page read ahead and still unused, if one is evictable; whether one was. */
+  /**
+   * Evicts the oldest page read ahead and still unused, if one is evictable; whether one was.
+   * Entries of pages used or freed since are dropped; those of unused pages that are pinned
+   * now (their window still in flight) are kept, in order: dropping them would leave their
+   * pages counted in `unused` with no entry to find them by, and a share full of such pages
+   * would stop every later window for good.
+   */
   private evictOldestUnused(): boolean {
     const order = this.readaheadOrder;
-    while (this.readaheadHead < order.length) {
-      const frame = order[this.readaheadHead++];
-      if (this.evictIfUnused(frame)) return true;
+    const flags = this.pages.flags;
+    const kept: number[] = [];
+    for (let i = this.readaheadHead; i < order.length; i++) {
+      const frame = order[i];
+      if (!(flags[frame] & READ_AHEAD)) continue;
+      if (!this.lru.has(frame)) {
+        kept.push(frame);
+        continue;
+      }
+      this.evict(frame);
+      // The kept entries go back just before the rest, in the slots already passed.
+      const head = i + 1 - kept.length;
+      for (let k = 0; k < kept.length; k++) order[head + k] = kept[k];
+      this.readaheadHead = head;
+      return true;
     }
-    this.readaheadOrder = [];
+    this.readaheadOrder = kept;
     this.readaheadHead = 0;
     return false;
   }
@@ -628,12 +650,6 @@ export class Cache {
       this.readaheadHead = 0;
     }
     this.readaheadOrder.push(frame);
-  }
-
-  private evictIfUnused(frame: number): boolean {
-    if (!(this.pages.flags[frame] & READ_AHEAD) || !this.lru.has(frame)) return false;
-    this.evict(frame);
-    return true;
   }
 
   private firstUse(frame: number): void {

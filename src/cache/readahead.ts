@@ -15,6 +15,12 @@
  *   first use of a marked page          -> the next window, from the end of
  *                                          this one, grown; mark its first page
  *
+ *   a window cut short (the share of     -> the stream's window ends where
+ *   pages read ahead is full)               the pages admitted end: its
+ *                                           reader misses there next, in
+ *                                           sequence, and its next window
+ *                                           starts from there
+ *
  * Windows grow fourfold while small and twofold after (as Linux's
  * get_next_ra_size), up to `maxPages`. Several readers interleaving in one
  * mapping each keep a stream (up to MAX_STREAMS, the least recently used
@@ -75,6 +81,20 @@ export class Readahead {
     const start = stream.start + stream.size;
     const size = this.grown(stream.size);
     return this.advance(stream, start, size, start, ++this.clock);
+  }
+
+  /**
+   * The window that starts at `start` was read only up to `end` (exclusive):
+   * the stream's window is what was read, so that its next window starts
+   * where the pages read end, not past pages nobody read. The mark, if it was
+   * not reached, is gone: the reader's miss at `end` continues the stream.
+   */
+  cut(start: number, end: number): void {
+    const stream = this.streams.find((s) => s.start === start && s.size > end - start);
+    if (stream === undefined) return;
+    stream.size = end - start;
+    stream.next = end;
+    if (stream.mark >= end) stream.mark = -1;
   }
 
   private advance(stream: Stream, start: number, size: number, mark: number, now: number): Window {
