@@ -578,9 +578,13 @@ export class Cache {
       if (limited && ((this.unused >= this.readaheadLimit && !this.evictOldestUnused()) || this.obtainable() <= READAHEAD_RESERVE)) break;
       const frame = this.admitNow(mapping, p);
       if (frame === NO_FRAME) break;
-      this.pages.flags[frame] |= READ_AHEAD;
-      this.unused++;
-      this.noteReadahead(frame);
+      // The volume's own metadata (the block map) is looked up through cached views, never
+      // through used(): flagged, its pages would hold the readahead share until evicted.
+      if (!mapping.internal) {
+        this.pages.flags[frame] |= READ_AHEAD;
+        this.unused++;
+        this.noteReadahead(frame);
+      }
       if (!marked && p >= mark) {
         this.pages.flags[frame] |= MARK;
         marked = true;

@@ -189,6 +189,33 @@ export class VolumeMap {
     return undefined;
   }
 
+  /**
+   * Starts reading, in one batch, the map blocks that the lookups of volume
+   * blocks in `runs` (ascending [from, to) ranges) will need and the cache
+   * does not hold: map pages compete with data pages for the cache, and a
+   * stream's plan that met each evicted one in turn would wait for one 4 KiB
+   * read after another. Map blocks never written (unflagged) need no read.
+   */
+  prefetch(runs: readonly (readonly [number, number])[]): void {
+    let first = -1;
+    let count = 0;
+    let last = -1;
+    for (const [from, to] of runs) {
+      for (let k = Math.max(this.mapBlockOf(from), last + 1); k <= this.mapBlockOf(to - 1); k++) {
+        last = k;
+        const wanted = this.flagged(k) && this.cachedView(this.sb.summaryBlocks + k) === undefined;
+        if (wanted && first >= 0 && first + count === k) {
+          count++;
+          continue;
+        }
+        if (count > 0) this.cache.prefetch(this.mapping, this.sb.summaryBlocks + first, count);
+        first = wanted ? k : -1;
+        count = wanted ? 1 : 0;
+      }
+    }
+    if (count > 0) this.cache.prefetch(this.mapping, this.sb.summaryBlocks + first, count);
+  }
+
   private async readPhysicals(from: number, end: number, out: number[]): Promise<void> {
     for (let b = from; b < end; b++) {
       const physical = this.physical(b);

@@ -147,6 +147,8 @@ export class Redirector {
       if (this.heldCount > 0) this.askCheckpoint();
       await released;
     }
+    // Every run's lookups need their map blocks: those not cached are read together, now.
+    this.map.prefetch(runs.map(([from, to]) => [blocks[from].home, blocks[to - 1].home + 1]));
     const logged: JournalBlock[] = [];
     const redirected: JournalBlock[] = [];
     const touched = new Map<number, Buffer>();
