@@ -317,10 +317,10 @@ describe('format fuzzing, version 2: damaged redirect-on-write volumes through o
   /**
    * A version 2 volume with DELTAS committed deltas. Crashed: as a power cut
    * leaves it with no home write durable (the log and the redirected data,
-   * written in the same batches, all durable): an append of version 2 is a
-   * write and a flush, which would make the earlier deltas' home writes
+   * written before the same flushes, all durable): an append of version 2 is
+   * writes and a flush, which would make the earlier deltas' home writes
    * durable too, so the bytes are rebuilt from the writes the power-loss
-   * double recorded, those of batches without a log write left out. Closed:
+   * double recorded, the home writes of logged blocks left out. Closed:
    * checkpointed, every block at home, the log empty.
    */
   async function crashedV2(salt: number, close: boolean): Promise<CrashedV2> {
@@ -353,9 +353,10 @@ describe('format fuzzing, version 2: damaged redirect-on-write volumes through o
       bytes = Buffer.from(recorder.initial);
       const logFrom = sb0.logStart * B;
       const logTo = (sb0.logStart + sb0.logBlocks) * B;
-      const writes = recorder.events.filter((e) => e.kind === 'write');
-      const logBatches = new Set(writes.filter((w) => w.offset >= logFrom && w.offset < logTo).map((w) => w.batch));
-      for (const w of writes) if (w.offset < sb0.dataStart * B || logBatches.has(w.batch)) bytes.set(w.data, w.offset);
+      const redirected = recorder.redirectedWrites(logFrom, logTo, (sb0.dataStart + sb0.summaryBlocks + sb0.mapBlocks) * B, B);
+      for (const w of recorder.events) {
+        if (w.kind === 'write' && (w.offset < sb0.dataStart * B || (w.offset >= logFrom && w.offset < logTo) || redirected.has(w.id))) bytes.set(w.data, w.offset);
+      }
       await vol.close();
     }
     const device = memoryHolding(bytes);

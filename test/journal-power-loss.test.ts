@@ -176,7 +176,7 @@ function hash(bytes: Uint8Array): string {
  * G5 under power loss on format version 2 (redirect-on-write), through the
  * whole volume: a Volume over a PowerLossDevice over memory runs deltas that
  * mix runs of consecutive blocks (redirected: written once to newly
- * allocated physical blocks, in the batch of the log records, their map
+ * allocated physical blocks, before the flush of the log records, their map
  * blocks logged) with scattered blocks (logged whole, then written home),
  * each commit awaited and marked acknowledged. Redirected data writes are
  * ordinary writes through the double, so a crash state may lose or tear
@@ -229,13 +229,10 @@ describe('journal: power loss on format version 2, redirected writes lost and to
       assert.ok(redirect !== undefined && redirect.redirectedBlocks > 0, `blocks were redirected: ${JSON.stringify(redirect)}`);
       assert.ok(redirect.loggedBlocks > 0, 'blocks were logged whole');
 
-      // Redirected writes: into the physical area, in a batch that also writes the log.
-      const logFrom = sb.logStart * B;
-      const logTo = (sb.logStart + sb.logBlocks) * B;
+      // Redirected writes: into the physical area, of images the log never held (every image here is unique).
       const physicalFrom = (sb.dataStart + sb.summaryBlocks + sb.mapBlocks) * B;
+      const redirected = recorder.redirectedWrites(sb.logStart * B, (sb.logStart + sb.logBlocks) * B, physicalFrom, B);
       const writes = recorder.events.filter((e) => e.kind === 'write');
-      const logBatches = new Set(writes.filter((w) => w.offset >= logFrom && w.offset < logTo).map((w) => w.batch));
-      const redirected = new Set(writes.filter((w) => w.offset >= physicalFrom && logBatches.has(w.batch)).map((w) => w.id));
       assert.ok(redirected.size > 0, 'the device saw redirected writes');
 
       const boundaries = recorder.flushBoundaries();

@@ -72,7 +72,7 @@ export interface DeltaJournal {
    * change until the home writes complete. Delta numbers strictly increase;
    * gaps (empty deltas that were not appended) are allowed. `redirected`
    * (version 2): blocks written once, to their new homes in the physical
-   * area, in the same batch; the descriptor holds their checksums.
+   * area, before the same flush; the descriptor holds their checksums.
    */
   appendDelta(delta: number, blocks: readonly JournalBlock[], redirected?: readonly JournalBlock[]): Promise<void>;
   /** The vectored writes that put `blocks` at home; submit them only after appendDelta resolved. */

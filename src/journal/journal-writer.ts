@@ -247,11 +247,14 @@ export class JournalWriter implements DeltaJournal {
   }
 
   /**
-   * Writes one delta: its records to the log and its redirected blocks to
-   * the physical area, all in one batch, then one flush. The redirected
-   * blocks need no order of their own: the descriptor holds their
-   * checksums, and replay checks them (replay.ts). `written` lets the next
-   * append submit, once this batch has completed and its flush is queued.
+   * Writes one delta: its redirected blocks to the physical area, and its
+   * records to the log, then one flush. The redirected blocks need no order
+   * of their own: the descriptor holds their checksums, and replay checks
+   * them (replay.ts). So they go first, as soon as the earlier append has
+   * completed, while their checksums are still being taken (on the thread
+   * pool for a large delta): the device writes them meanwhile, and only the
+   * log records wait for the checksums. `written` lets the next append
+   * submit, once both have completed and this one's flush is queued.
    */
   private async append(
     delta: number,
@@ -264,8 +267,15 @@ export class JournalWriter implements DeltaJournal {
   ): Promise<void> {
     let flushed: Promise<void> | undefined;
     let end: number;
+    let data: Promise<void> | undefined;
     try {
       await previous.written;
+      if (redirected.length > 0 && !this.failed) {
+        // Blocks allocated to this delta alone: until its commit record is durable nothing reads them.
+        data = this.io.run(this.homeRequests(redirected));
+        // Awaited below; should the log part throw first, its failure is not left unhandled.
+        data.catch(() => undefined);
+      }
       const sums = await checksums;
       if (this.failed) throw this.failedError();
       const B = this.blockSize;
@@ -282,13 +292,13 @@ export class JournalWriter implements DeltaJournal {
       const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, sums, B, descriptor, redirected.length);
       encodeCommit({ volumeId, position, delta, count, descriptorCrc, totalBlocks: total }, commit);
       let requests = this.ring.requests('write', position, [descriptor, ...images, commit]);
-      if (redirected.length > 0) requests = requests.concat(this.homeRequests(redirected));
-      // A delta that goes out as one request (it does not wrap, and has few images) is written
-      // with RWF_DSYNC: durable when it completes, one round trip instead of a write and a flush.
-      const durableWrite = requests.length === 1;
+      // A delta that goes out as one request (it does not wrap, has few images and nothing
+      // redirected) is written with RWF_DSYNC: durable when it completes, one round trip
+      // instead of a write and a flush.
+      const durableWrite = requests.length === 1 && data === undefined;
       if (durableWrite) requests = [{ ...requests[0], dsync: true }];
       try {
-        await this.io.run(requests);
+        await Promise.all([this.io.run(requests), data]);
       } catch (error) {
         throw this.fail(error);
       }

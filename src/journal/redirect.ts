@@ -4,8 +4,8 @@
  *
  *   a run of at least `thresholdBlocks` consecutive volume blocks
  *       -> redirected: written once, to newly allocated physical blocks
- *          (contiguous where the allocator has room), in the same batch as
- *          the delta's log records; the map entries change in this delta,
+ *          (contiguous where the allocator has room), before the same
+ *          flush as the delta's log records; the map entries change in this delta,
  *          and the old physical blocks are freed once it is checkpointed;
  *   a shorter run
  *       -> logged whole, then written home at its current physical block,

@@ -10,7 +10,7 @@
  * delta can have been acknowledged.
  *
  * Version 2: a delta's redirected blocks went to the physical area, not the
- * log, in the same batch as its records; their checksums are in the
+ * log, before the same flush as its records; their checksums are in the
  * descriptor. They are read back and checked only for the last delta of the
  * walk: a delta followed by another whose records are whole was durable
  * (the writer issues a delta's writes only once the one before it is), so

@@ -15,6 +15,7 @@
  * keep the other writes completed by then: the double is the stricter).
  * One recorded run thus yields as many crash states as a test asks for.
  */
+import { createHash } from 'node:crypto';
 import type { Geometry } from '../../src/io/geometry';
 import type { BlockIo, IoRequest, IoResult } from '../../src/io/request';
 import { Slab } from '../../src/io/slab';
@@ -152,6 +153,28 @@ export class PowerLossDevice implements BlockIo {
       if (e.kind === 'flush') points.push(i, i + 1);
     });
     return points;
+  }
+
+  /**
+   * A version 2 journal's redirected writes, by id: writes at or past byte
+   * `physicalFrom` of an image that no earlier write into the log
+   * [logFrom, logTo) held. A logged block's home write copies an image the
+   * log already has; a redirected block's image never goes to the log. It
+   * holds for workloads whose every image is unique to its delta and block.
+   */
+  redirectedWrites(logFrom: number, logTo: number, physicalFrom: number, blockSize: number): Set<number> {
+    const inLog = new Set<string>();
+    const redirected = new Set<number>();
+    const key = (data: Uint8Array, at: number): string => createHash('sha256').update(data.subarray(at, at + blockSize)).digest('hex');
+    for (const e of this.events) {
+      if (e.kind !== 'write') continue;
+      if (e.offset >= logFrom && e.offset < logTo) {
+        for (let at = 0; at < e.data.length; at += blockSize) inLog.add(key(e.data, at));
+      } else if (e.offset >= physicalFrom && !inLog.has(key(e.data, 0))) {
+        redirected.add(e.id);
+      }
+    }
+    return redirected;
   }
 
   /** The last value of mark `label` among the first `point` events (undefined if none). */
