@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { closeSync, copyFileSync, openSync, readSync, writeSync } from 'node:fs';
 import fc from 'fast-check';
-import { open, type Volume } from '../src/index';
+import { Device } from '../src/io/device';
+import { open, Volume } from '../src/index';
 import { Allocator } from '../src/journal/allocator';
 import { decodeSuperblock, type Superblock } from '../src/journal/superblock';
+import { ReadLog } from './support/read-log';
 import { volumesPerTest } from './support/volumes';
 
 const B = 4096;
@@ -99,6 +101,40 @@ describe('journal format version 2: redirect-on-write', function () {
       assert.deepEqual([data.readUInt32LE(0), data.readUInt32LE(4)], [b, 1], `block ${b} reads back through the map`);
     }
     assert.equal((await again.read(1064)).readUInt32LE(4), 0, 'a block never written reads as zeros');
+  });
+
+  it('reads the map blocks a plan needs and the cache has lost in one request before the plan, not one after another', async () => {
+    const path = volumes.file();
+    await (await openV2(path, { size: 64 * MiB })).close();
+    const log = new ReadLog(await Device.open(path, { direct: true }));
+    const vol = await Volume.mount(log, { journal: true, cacheSize: MiB, redirectMin: 16 * KiB, readahead: 0 });
+    volumes.track(vol);
+    const E = (B - 16) / 4;
+    assert.ok(vol.blockCount > 4 * E + 600, `room for four map blocks' ranges and more (${vol.blockCount} blocks)`);
+    // A redirected run in each of four map blocks' ranges: the four are written, flagged and cached.
+    const runs = [0, 1, 2, 3].map((k) => Array.from({ length: 16 }, (_, i) => k * E + i));
+    for (const version of [1, 2]) {
+      if (version === 2) {
+        // 300 other blocks read through a cache of 256 pages: every clean page goes, the map's too.
+        for (let b = 4 * E; b < 4 * E + 300; b++) await vol.read(b);
+      }
+      const from = log.reads.length;
+      await vol.change(async (tx) => {
+        for (const run of runs) for (const b of run) stamp(await tx.overwrite(b), b, version);
+      });
+      await vol.commit();
+      if (version === 1) continue;
+      assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, 128, 'both passes redirected all four runs');
+      const sb = superblockOf(path);
+      const mapStart = sb.dataStart + sb.summaryBlocks;
+      const mapReads = log.reads.slice(from).filter((r) => r.offset / B >= mapStart && r.offset / B < mapStart + sb.mapBlocks);
+      assert.deepEqual(
+        mapReads.map((r) => [r.offset / B - mapStart, r.bytes / B]),
+        [[0, 4]],
+        'map blocks 0 to 3, read again as one request of four blocks',
+      );
+    }
+    for (const run of runs) for (const b of run) assert.equal((await vol.read(b)).readUInt32LE(4), 2, `block ${b} reads back its second write`);
   });
 
   it('rewrites a run many times the reserve: each delta reuses the space the one before freed once it is durable, nothing fails, every block reads back', async () => {
