@@ -253,11 +253,16 @@ export class Volume {
       // out a little over half the log: the next append waited for every checkpoint.
       const perPage = settings.pageSize / settings.blockSize;
       // Version 2: a delta's long runs go to the reserve rather than the log; its plan redirects short
-      // runs too when they would not fit the log, and logs whole what the reserve cannot take. So a
-      // third of the larger of the two, for the same reason.
+      // runs too when they would not fit the log, and logs whole what the reserve cannot take. The
+      // reserve is freed sooner than the log: a redirected block's old copy is free once its delta is
+      // durable (the log waits for a checkpoint), and a delta is planned only once a place among
+      // maxDeltas is free, the delta before it durable. So a share of 1/maxDeltas of the reserve
+      // fits beside the deltas still in flight (a plan that finds it short by an overshoot waits for
+      // the one before to be durable); at a third, a stream's 64 MiB commit on a 128 MiB reserve came
+      // out as two deltas, the second short, and the pipeline ran a delta behind.
       const reserve = mapped === undefined ? 0 : mapped.superblock.physicalBlocks - mapped.superblock.blockCount;
-      const deltaRoom = Math.max(mounted.maxDeltaBlocks, reserve);
-      highWater = Math.max(1, Math.min(highWater, Math.floor(deltaRoom / 3 / perPage)));
+      const deltaRoom = Math.max(mounted.maxDeltaBlocks / 3, reserve / settings.maxDeltas);
+      highWater = Math.max(1, Math.min(highWater, Math.floor(deltaRoom / perPage)));
     }
     const deltas: Deltas = new Deltas({
       cache,

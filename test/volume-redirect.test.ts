@@ -103,6 +103,27 @@ describe('journal format version 2: redirect-on-write', function () {
     assert.equal((await again.read(1064)).readUInt32LE(4), 0, 'a block never written reads as zeros');
   });
 
+  it('cuts a stream into deltas of a 1/maxDeltas share of the reserve (the larger of it and a third of the log): the next delta\'s copies fit beside the one in flight', async () => {
+    const blocks = 2048;
+    for (const maxDeltas of [2, 4]) {
+      const path = volumes.file();
+      const vol = await openV2(path, { size: 64 * MiB, logSize: 64 * B, reserveSize: 512 * B, cacheSize: 8 * MiB, maxDeltas });
+      for (let first = 0; first < blocks; first += 16) {
+        await vol.change(async (tx) => {
+          for (let b = first; b < first + 16; b++) stamp(await tx.overwrite(b), b, maxDeltas);
+        });
+      }
+      await vol.commit();
+      const stats = vol.stats();
+      // The high-water mark (cacheSize / 2 = 1024 pages) is above the share: the share cuts the stream.
+      const share = 512 / maxDeltas;
+      assert.equal(stats.journal?.redirect?.redirectedBlocks, blocks, 'the whole stream was redirected');
+      assert.ok(stats.deltasCommitted >= blocks / (share + 16) && stats.deltasCommitted <= blocks / share + 1, `maxDeltas ${maxDeltas}: ${stats.deltasCommitted} deltas of about ${share} blocks`);
+      for (let b = 0; b < blocks; b += 61) assert.deepEqual((await vol.read(b)).readUInt32LE(4), maxDeltas, `block ${b}`);
+      await vol.close();
+    }
+  });
+
   it('reads the map blocks a plan needs and the cache has lost in one request before the plan, not one after another', async () => {
     const path = volumes.file();
     await (await openV2(path, { size: 64 * MiB })).close();

@@ -58,12 +58,12 @@ export interface Layout {
  * The default reserve of version 2 is an eighth of the device, at least
  * the log's size and at most four times it (256 MiB with the default log),
  * and never more than a quarter of what the log leaves.
- * A version 2 delta holds at most a third of the reserve (the high-water
- * mark of version 2, as a third of the log is version 1's): its new copies
- * need room while the deltas before it are in flight, and a freed block is
- * reused once its delta is durable. Larger deltas mean fewer flushes: a
- * stream measured with a reserve of one log ran at about half the speed it
- * did with four, its deltas a third the size of ordered mode's.
+ * A version 2 delta holds about a 1/maxDeltas share of the reserve (the
+ * high-water mark of version 2, as a third of the log is version 1's; see
+ * Volume's constructor): its new copies need room while the deltas before
+ * it are in flight, and a freed block is reused once its delta is durable.
+ * Larger deltas mean fewer flushes: a stream measured with a reserve of one
+ * log ran at about half the speed it did with four.
  */
 export function planLayout(deviceSize: number, blockSize: number, logBlocks?: number, version: 1 | 2 = FORMAT_VERSION, reserveBlocks?: number): Layout {
   const total = Math.floor(deviceSize / blockSize);
