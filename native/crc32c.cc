@@ -4,7 +4,10 @@
 //   crc32c(view, previous = 0) -> number     on the JS thread
 //   crc32cTables(view, previous = 0)         the same by the tables alone (what a
 //                                            CPU without the instruction runs)
-//   crc32cBatch(views, done) -> undefined    on a pool thread; done(Uint32Array)
+//   crc32cBatch(views, done[, chunkBytes])   on a pool thread; done(Uint32Array):
+//                                            one checksum per view, or with
+//                                            chunkBytes one per chunk of that
+//                                            many bytes of each view, in order
 //   crc32cHardware: boolean                  the CPU's instruction is used
 //
 // Why here and not in JS: the journal takes one checksum per block it writes
@@ -330,7 +333,20 @@ struct Job {
   std::vector<View> views;
   // Index in the batch of each view left to the pool thread.
   std::vector<uint32_t> deferred;
+  // Bytes per checksum (0: a view's whole length), and each view's first checksum in `results`.
+  size_t chunk = 0;
+  std::vector<size_t> first;
   std::vector<uint32_t> results;
+
+  // The checksums of view i, into results from first[i].
+  void Checksum(uint32_t i) {
+    const View& view = views[i];
+    if (chunk == 0) {
+      results[first[i]] = Crc32c(view.data, view.length, 0);
+      return;
+    }
+    for (size_t at = 0, k = first[i]; at < view.length; at += chunk, k++) results[k] = Crc32c(view.data + at, chunk, 0);
+  }
   std::vector<Slab*> pins;
   std::vector<napi_ref> memory;
 
@@ -344,7 +360,7 @@ struct Job {
 
 void ExecuteJob(napi_env /*env*/, void* data) {
   Job* job = static_cast<Job*>(data);
-  for (uint32_t i : job->deferred) job->results[i] = Crc32c(job->views[i].data, job->views[i].length, 0);
+  for (uint32_t i : job->deferred) job->Checksum(i);
 }
 
 void CompleteJob(napi_env env, napi_status status, void* data) {
@@ -373,10 +389,10 @@ void CompleteJob(napi_env env, napi_status status, void* data) {
   napi_close_handle_scope(env, scope);
 }
 
-// crc32cBatch(views, done)
+// crc32cBatch(views, done[, chunkBytes])
 napi_value Crc32cBatch(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   bool isArray = false;
   if (argc >= 1) napi_is_array(env, argv[0], &isArray);
@@ -384,13 +400,28 @@ napi_value Crc32cBatch(napi_env env, napi_callback_info info) {
   napi_valuetype doneType = napi_undefined;
   if (argc >= 2) napi_typeof(env, argv[1], &doneType);
   if (ThrowIf(env, doneType != napi_function, true, "crc32cBatch: done must be a function")) return nullptr;
+  size_t chunk = 0;
+  {
+    napi_valuetype type;
+    napi_typeof(env, argv[2], &type);
+    double d = 0;
+    if (type == napi_number) napi_get_value_double(env, argv[2], &d);
+    if (ThrowIf(env, type != napi_number && type != napi_undefined, true, "crc32cBatch: chunkBytes must be a number")) return nullptr;
+    if (ThrowIf(env, type == napi_number && !(d >= 1 && d <= 2147483648.0 && d == static_cast<double>(static_cast<uint32_t>(d))),
+                false, "crc32cBatch: chunkBytes must be an integer from 1 to 2^31")) {
+      return nullptr;
+    }
+    chunk = static_cast<size_t>(d);
+  }
   uint32_t count = 0;
   napi_get_array_length(env, argv[0], &count);
 
   auto job = std::make_unique<Job>();
   job->env = env;
+  job->chunk = chunk;
   job->views.resize(count);
-  job->results.assign(count, 0);
+  job->first.resize(count);
+  size_t checksums = 0;
   // Every view is checked before anything is pinned: a bad batch leaves nothing behind. Views of
   // one ArrayBuffer come in runs (a slab's pages): a view whose buffer starts where the last
   // one's did lies in the same, live buffer, which is looked up once.
@@ -413,7 +444,12 @@ napi_value Crc32cBatch(napi_env env, napi_callback_info info) {
     if (ThrowIf(env, !isTyped || type != napi_uint8_array, true, "crc32cBatch: every view must be a Uint8Array or Buffer")) {
       return nullptr;
     }
+    if (ThrowIf(env, chunk != 0 && length % chunk != 0, false, "crc32cBatch: a view's length is not a multiple of chunkBytes")) {
+      return nullptr;
+    }
     job->views[i] = View{static_cast<const uint8_t*>(data), length};
+    job->first[i] = checksums;
+    checksums += chunk == 0 ? 1 : length / chunk;
     const uint8_t* base = static_cast<const uint8_t*>(data) - offset;
     if (base == lastBase && data != nullptr) {
       memoryOf[i] = static_cast<uint32_t>(memories.size() - 1);
@@ -431,11 +467,12 @@ napi_value Crc32cBatch(napi_env env, napi_callback_info info) {
     memoryOf[i] = static_cast<uint32_t>(memories.size() - 1);
     lastBase = static_cast<const uint8_t*>(bufferData);
   }
+  job->results.assign(checksums, 0);
   uint64_t batch = ++GetInstance(env)->batches;
   for (uint32_t i = 0; i < count; i++) {
     const Memory& memory = memories[memoryOf[i]];
     if (memory.slab == nullptr) {
-      job->results[i] = Crc32c(job->views[i].data, job->views[i].length, 0);
+      job->Checksum(i);
       continue;
     }
     PinSlab(memory.slab);

@@ -100,10 +100,12 @@ export interface NativeAddon {
   crc32cTables(data: Uint8Array, previous?: number): number;
   /**
    * The CRC32C of each view, on libuv's thread pool: `done` gets them in
-   * order. Views of slabs are pinned until then (releaseSlab refuses); any
-   * other view is checksummed before the call returns.
+   * order; with `chunkBytes`, one per chunk of that many bytes of each view
+   * (whose lengths must be multiples of it), in order. Views of slabs are
+   * pinned until then (releaseSlab refuses); any other view is checksummed
+   * before the call returns.
    */
-  crc32cBatch(views: readonly Uint8Array[], done: (checksums: Uint32Array) => void): void;
+  crc32cBatch(views: readonly Uint8Array[], done: (checksums: Uint32Array) => void, chunkBytes?: number): void;
   /** Whether the CPU's CRC32C instruction is used (SSE4.2, arm64's CRC extension). */
   readonly crc32cHardware: boolean;
 }

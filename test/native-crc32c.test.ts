@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { native } from '../src/native';
 import { Slab } from '../src/io/slab';
-import { crc32c, crc32cOfBlocks } from '../src/journal/crc32c';
+import { crc32c, crc32cOfChunks } from '../src/journal/crc32c';
 import { describeChild, runChild, source } from './support/child';
 
 /**
@@ -124,10 +124,39 @@ describe('native CRC32C', () => {
         // Interleaved: memory on the V8 heap (checksummed at once) and a part of a page.
         if (i % 16 === 0) views.push(Buffer.from(noise(100 + i)), slab.page(i).subarray(3, 1000));
       }
-      const sums = await crc32cOfBlocks(views);
+      const sums = await new Promise<Uint32Array>((resolve) => native.crc32cBatch(views, resolve));
       assert.ok(sums instanceof Uint32Array);
       assert.deepEqual(Array.from(sums), views.map((v) => reference(v)));
-      assert.deepEqual(Array.from(await crc32cOfBlocks([])), []);
+      assert.deepEqual(Array.from(await new Promise<Uint32Array>((resolve) => native.crc32cBatch([], resolve))), []);
+    } finally {
+      slab.release();
+    }
+  });
+
+  it('with chunkBytes, checksums each chunk of each view in turn: runs of slab pages and other buffers, each equal to the reference', async () => {
+    const slab = Slab.alloc(4096, 64);
+    try {
+      for (let i = 0; i < 64; i++) slab.page(i).set(noise(4096 + i).subarray(i));
+      const pages = (first: number, count: number): Uint8Array => new Uint8Array(slab.memory, first * 4096, count * 4096);
+      // Runs of pages of one slab as the requests that write them hold them, a heap buffer among them.
+      const views = [pages(0, 1), pages(1, 20), Buffer.from(noise(3 * 4096)), pages(30, 34), pages(21, 0)];
+      const expected: number[] = [];
+      for (const view of views) for (let at = 0; at < view.byteLength; at += 4096) expected.push(reference(view.subarray(at, at + 4096)));
+      assert.equal(expected.length, 58);
+      assert.deepEqual(Array.from(await crc32cOfChunks(views, 4096)), expected);
+      // Any chunk size that divides every view, 512-byte sectors say.
+      const sectors: number[] = [];
+      for (let at = 0; at < 8192; at += 512) sectors.push(reference(pages(5, 2).subarray(at, at + 512)));
+      assert.deepEqual(Array.from(await crc32cOfChunks([pages(5, 2)], 512)), sectors);
+      assert.deepEqual(Array.from(await crc32cOfChunks([], 4096)), []);
+      const bad = native as unknown as { crc32cBatch: (...args: unknown[]) => void };
+      assert.throws(() => bad.crc32cBatch([pages(0, 1), slab.page(1).subarray(0, 4000)], () => undefined, 4096), {
+        name: 'RangeError',
+        message: "crc32cBatch: a view's length is not a multiple of chunkBytes",
+      });
+      for (const chunk of [0, -4096, 1.5, NaN, 2 ** 32]) assert.throws(() => bad.crc32cBatch([pages(0, 1)], () => undefined, chunk), RangeError, `chunkBytes ${chunk}`);
+      assert.throws(() => bad.crc32cBatch([pages(0, 1)], () => undefined, '4096'), { name: 'TypeError', message: 'crc32cBatch: chunkBytes must be a number' });
+      // Refused batches pinned nothing: the slab goes.
     } finally {
       slab.release();
     }

@@ -14,11 +14,12 @@ export function crc32c(data: Uint8Array, previous = 0): number {
 }
 
 /**
- * The CRC32C of each block, on libuv's thread pool, off the JS thread: what
- * the journal writes a delta with. The blocks' memory is held until the
- * checksums are taken; they must not change meanwhile.
+ * The CRC32C of each `blockSize` bytes of `views` in turn (each a whole
+ * number of blocks), on the thread pool: the checksums of blocks given as
+ * the few large views of the requests that write them, rather than a view
+ * per block, which costs the JS thread a call into the addon's checks each.
  */
-export function crc32cOfBlocks(blocks: readonly Uint8Array[]): Promise<Uint32Array> {
-  if (blocks.length === 0) return Promise.resolve(new Uint32Array(0));
-  return new Promise((resolve) => native.crc32cBatch(blocks, resolve));
+export function crc32cOfChunks(views: readonly Uint8Array[], blockSize: number): Promise<Uint32Array> {
+  if (views.length === 0) return Promise.resolve(new Uint32Array(0));
+  return new Promise((resolve) => native.crc32cBatch(views, resolve, blockSize));
 }

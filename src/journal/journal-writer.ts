@@ -42,7 +42,7 @@ import { BlockforkError } from '../io/errors';
 import type { BlockIo, IoRequest } from '../io/request';
 import type { Slab } from '../io/slab';
 import { allocBlocks } from './block-memory';
-import { crc32c, crc32cOfBlocks } from './crc32c';
+import { crc32c, crc32cOfChunks } from './crc32c';
 import type { DeltaJournal, LogPressure, LogSpace } from './delta-journal';
 import { homeRequests, type JournalBlock } from './home-area';
 import { LogRing } from './log-ring';
@@ -64,10 +64,25 @@ export interface OpenedJournal {
  */
 const POOL_CHECKSUM_BLOCKS = 64;
 
-function checksumsOf(images: readonly Uint8Array[]): Uint32Array | Promise<Uint32Array> {
-  if (images.length >= POOL_CHECKSUM_BLOCKS) return crc32cOfBlocks(images);
-  const checksums = new Uint32Array(images.length);
-  for (let i = 0; i < images.length; i++) checksums[i] = crc32c(images[i]);
+/**
+ * The checksums of a delta's logged images, then of its redirected blocks,
+ * in that order (the descriptor's): the redirected ones taken from the
+ * requests that write them (`writes`, a few views of consecutive blocks).
+ */
+function checksumsOf(images: readonly Uint8Array[], writes: readonly IoRequest[], redirected: number, blockSize: number): Uint32Array | Promise<Uint32Array> {
+  if (images.length + redirected >= POOL_CHECKSUM_BLOCKS) {
+    const views: Uint8Array[] = images.slice();
+    for (const request of writes) for (const buffer of request.buffers) views.push(buffer);
+    return crc32cOfChunks(views, blockSize);
+  }
+  const checksums = new Uint32Array(images.length + redirected);
+  let k = 0;
+  for (; k < images.length; k++) checksums[k] = crc32c(images[k]);
+  for (const request of writes) {
+    for (const buffer of request.buffers) {
+      for (let at = 0; at < buffer.byteLength; at += blockSize) checksums[k++] = crc32c(buffer.subarray(at, at + blockSize));
+    }
+  }
   return checksums;
 }
 
@@ -192,15 +207,16 @@ export class JournalWriter implements DeltaJournal {
     const homes = blocks.map((b) => b.home);
     const images = blocks.map((b) => b.image);
     for (const b of redirected) homes.push(b.home);
+    const writes = redirected.length === 0 ? [] : this.homeRequests(redirected);
     // The images are frozen: their checksums can be taken now, while an earlier append waits on
     // the device; a large delta's on the thread pool, off the JS thread (see checksumsOf).
-    const checksums = checksumsOf(redirected.length === 0 ? images : images.concat(redirected.map((b) => b.image)));
+    const checksums = checksumsOf(images, writes, redirected.length, this.blockSize);
     // Awaited by the append; should it end first (an earlier delta failed), a failed job is not left unhandled.
     if (checksums instanceof Promise) checksums.catch(() => undefined);
     const previous = { written: this.appendsWritten, durable: this.appendsDurable };
     let written!: () => void;
     this.appendsWritten = new Promise<void>((resolve) => (written = resolve));
-    const run = this.append(delta, homes, checksums, images, redirected, previous, written);
+    const run = this.append(delta, homes, checksums, images, writes, redirected.length, previous, written);
     this.appendsDurable = run.then(
       () => true,
       () => false,
@@ -261,7 +277,8 @@ export class JournalWriter implements DeltaJournal {
     homes: number[],
     checksums: Uint32Array | Promise<Uint32Array>,
     images: Uint8Array[],
-    redirected: readonly JournalBlock[],
+    writes: readonly IoRequest[],
+    redirected: number,
     previous: { written: Promise<void>; durable: Promise<boolean> },
     written: () => void,
   ): Promise<void> {
@@ -270,9 +287,9 @@ export class JournalWriter implements DeltaJournal {
     let data: Promise<void> | undefined;
     try {
       await previous.written;
-      if (redirected.length > 0 && !this.failed) {
+      if (writes.length > 0 && !this.failed) {
         // Blocks allocated to this delta alone: until its commit record is durable nothing reads them.
-        data = this.io.run(this.homeRequests(redirected));
+        data = this.io.run(writes);
         // Awaited below; should the log part throw first, its failure is not left unhandled.
         data.catch(() => undefined);
       }
@@ -280,16 +297,16 @@ export class JournalWriter implements DeltaJournal {
       if (this.failed) throw this.failedError();
       const B = this.blockSize;
       const count = images.length;
-      const total = logBlocksFor(count, B, redirected.length);
+      const total = logBlocksFor(count, B, redirected);
       await this.waitForSpace(delta, total);
       const position = this.head;
       end = this.head = position + total;
-      const d = descriptorBlocks(count, B, redirected.length);
+      const d = descriptorBlocks(count, B, redirected);
       const scratch = this.scratchPages(d + 1);
       const descriptor = Buffer.from(scratch.memory, 0, d * B);
       const commit = Buffer.from(scratch.memory, d * B, B);
       const volumeId = this.superblock.volumeId;
-      const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, sums, B, descriptor, redirected.length);
+      const descriptorCrc = encodeDescriptor({ volumeId, position, delta }, homes, sums, B, descriptor, redirected);
       encodeCommit({ volumeId, position, delta, count, descriptorCrc, totalBlocks: total }, commit);
       let requests = this.ring.requests('write', position, [descriptor, ...images, commit]);
       // A delta that goes out as one request (it does not wrap, has few images and nothing
