@@ -266,6 +266,23 @@ bool ThrowIf(napi_env env, bool bad, bool typeError, const char* message) {
   return true;
 }
 
+// An optional integer argument from `min` to 2^32 - 1: *out is left as it is when `value` is
+// undefined; false (with a TypeError or RangeError pending) when it is anything else but such a number.
+bool ReadOptionalUint32(napi_env env, napi_value value, double min, const char* typeMessage, const char* rangeMessage,
+                        uint32_t* out) {
+  napi_valuetype type;
+  napi_typeof(env, value, &type);
+  if (type == napi_undefined) return true;
+  if (ThrowIf(env, type != napi_number, true, typeMessage)) return false;
+  double d = 0;
+  napi_get_value_double(env, value, &d);
+  if (ThrowIf(env, !(d >= min && d <= 4294967295.0 && d == static_cast<double>(static_cast<uint32_t>(d))), false, rangeMessage)) {
+    return false;
+  }
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
 struct View {
   const uint8_t* data;
   size_t length;
@@ -305,17 +322,9 @@ napi_value Crc32cCall(napi_env env, napi_callback_info info, bool tables) {
   napi_value memory;
   if (!ReadView(env, argv[0], "crc32c: data must be a Uint8Array or Buffer", &view, &memory)) return nullptr;
   uint32_t previous = 0;
-  {
-    napi_valuetype type;
-    napi_typeof(env, argv[1], &type);
-    double d = 0;
-    if (type == napi_number) napi_get_value_double(env, argv[1], &d);
-    if (ThrowIf(env, type != napi_number && type != napi_undefined, true, "crc32c: previous must be a number")) return nullptr;
-    if (ThrowIf(env, type == napi_number && !(d >= 0 && d <= 4294967295.0 && d == static_cast<double>(static_cast<uint32_t>(d))),
-                false, "crc32c: previous must be an integer from 0 to 2^32 - 1")) {
-      return nullptr;
-    }
-    previous = static_cast<uint32_t>(d);
+  if (!ReadOptionalUint32(env, argv[1], 0, "crc32c: previous must be a number",
+                          "crc32c: previous must be an integer from 0 to 2^32 - 1", &previous)) {
+    return nullptr;
   }
   napi_value result;
   napi_create_uint32(env, tables ? Crc32cSoftware(view.data, view.length, previous) : Crc32c(view.data, view.length, previous),
@@ -400,18 +409,10 @@ napi_value Crc32cBatch(napi_env env, napi_callback_info info) {
   napi_valuetype doneType = napi_undefined;
   if (argc >= 2) napi_typeof(env, argv[1], &doneType);
   if (ThrowIf(env, doneType != napi_function, true, "crc32cBatch: done must be a function")) return nullptr;
-  size_t chunk = 0;
-  {
-    napi_valuetype type;
-    napi_typeof(env, argv[2], &type);
-    double d = 0;
-    if (type == napi_number) napi_get_value_double(env, argv[2], &d);
-    if (ThrowIf(env, type != napi_number && type != napi_undefined, true, "crc32cBatch: chunkBytes must be a number")) return nullptr;
-    if (ThrowIf(env, type == napi_number && !(d >= 1 && d <= 2147483648.0 && d == static_cast<double>(static_cast<uint32_t>(d))),
-                false, "crc32cBatch: chunkBytes must be an integer from 1 to 2^31")) {
-      return nullptr;
-    }
-    chunk = static_cast<size_t>(d);
+  uint32_t chunk = 0;  // 0: undefined, one checksum per view
+  if (!ReadOptionalUint32(env, argv[2], 1, "crc32cBatch: chunkBytes must be a number",
+                          "crc32cBatch: chunkBytes must be an integer from 1 to 2^32 - 1", &chunk)) {
+    return nullptr;
   }
   uint32_t count = 0;
   napi_get_array_length(env, argv[0], &count);
