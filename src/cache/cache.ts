@@ -117,8 +117,8 @@ export class Cache {
   private readonly whenFull: () => Promise<void> | undefined;
   private readonly mappings = new Map<number, Mapping>();
   /**
-   * The page locks, a table by frame: 1 while the frame's lock is held, and
-   * the waiters of held ones (FIFO), only while some wait. A lock is held
+   * The page locks, a table by frame: 0 free, 1 held, 2 held with waiters,
+   * and the waiters of those (FIFO), only while some wait. A lock is held
    * across a read into the page's EMPTY blocks or a fork, never across a
    * wait for anything else, so it is almost always free when asked for: a
    * readahead window takes one per page. A Mutex object and a map entry per
@@ -313,7 +313,7 @@ export class Cache {
   }
 
   isLocked(frame: number): boolean {
-    return this.lockHeld[frame] === 1;
+    return this.lockHeld[frame] !== 0;
   }
 
   /** Takes the page lock of a frame the caller has pinned; resolves with its release. */
@@ -323,6 +323,7 @@ export class Cache {
     return new Promise((resolve) => {
       let waiters = this.lockWaiters.get(frame);
       if (waiters === undefined) this.lockWaiters.set(frame, (waiters = []));
+      this.lockHeld[frame] = 2;
       // Handed over by the holder's release: the lock stays held, now by this waiter.
       waiters.push(() => resolve(this.releaser(frame)));
     });
@@ -330,7 +331,7 @@ export class Cache {
 
   /** The page lock of a pinned frame if it is free now (its release), else undefined. */
   tryLock(frame: number): (() => void) | undefined {
-    if (this.lockHeld[frame] === 1) return undefined;
+    if (this.lockHeld[frame] !== 0) return undefined;
     this.lockHeld[frame] = 1;
     return this.releaser(frame);
   }
@@ -341,13 +342,16 @@ export class Cache {
     return () => {
       if (released) return;
       released = true;
-      const waiters = this.lockWaiters.get(frame);
-      if (waiters === undefined) {
+      if (this.lockHeld[frame] === 1) {
         this.lockHeld[frame] = 0;
         return;
       }
+      const waiters = this.lockWaiters.get(frame) as (() => void)[];
       const next = waiters.shift() as () => void;
-      if (waiters.length === 0) this.lockWaiters.delete(frame);
+      if (waiters.length === 0) {
+        this.lockWaiters.delete(frame);
+        this.lockHeld[frame] = 1;
+      }
       next();
     };
   }
