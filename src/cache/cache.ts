@@ -75,8 +75,9 @@ const READAHEAD_RESERVE = 4;
  * first use of a page that starts a readahead window, whose admissions
  * evict: see `used`); block handles pin
  * with `holds`, which follow the page to its copy on a fork. The page lock
- * (an async mutex, made only while someone holds or wants it) serialises
- * readpage and fork on one page; it is never held across a device write.
+ * (a byte per frame, and a queue of waiters only while someone waits)
+ * serialises readpage and fork on one page; it is never held across a
+ * device write.
  *
  * Reads. Every read goes through `reads` (read-batch.ts): the misses of one
  * turn go down together, merged where they follow one another. A miss, and
@@ -122,8 +123,9 @@ export class Cache {
    * across a read into the page's EMPTY blocks or a fork, never across a
    * wait for anything else, so it is almost always free when asked for: a
    * readahead window takes one per page. A Mutex object and a map entry per
-   * lock (async-mutex, as before) cost 1.2 to 1.8 µs a page there; the table
-   * 0.03 to 0.06 µs, and a window's locks are taken synchronously.
+   * lock (async-mutex, as this was first written) cost 1.2 to 1.8 µs a page
+   * there; the table 0.03 to 0.06 µs, and a window's locks are taken
+   * synchronously.
    */
   private lockHeld: Uint8Array;
   private readonly lockWaiters = new Map<number, (() => void)[]>();
