@@ -124,37 +124,35 @@ describe('journal format version 2: redirect-on-write', function () {
     }
   });
 
-  it('reads the map blocks a plan needs and the cache has lost in one request before the plan, not one after another', async () => {
+  it('reads the map blocks a plan needs and the cache does not hold in one request before the plan, not one after another', async () => {
     const path = volumes.file();
-    await (await openV2(path, { size: 64 * MiB })).close();
-    const log = new ReadLog(await Device.open(path, { direct: true }));
-    const vol = await Volume.mount(log, { journal: true, cacheSize: MiB, redirectMin: 16 * KiB, readahead: 0 });
-    volumes.track(vol);
     const E = (B - 16) / 4;
-    assert.ok(vol.blockCount > 4 * E + 600, `room for four map blocks' ranges and more (${vol.blockCount} blocks)`);
-    // A redirected run in each of four map blocks' ranges: the four are written, flagged and cached.
+    // A redirected run in each of four map blocks' ranges: the four are written and flagged.
     const runs = [0, 1, 2, 3].map((k) => Array.from({ length: 16 }, (_, i) => k * E + i));
-    for (const version of [1, 2]) {
-      if (version === 2) {
-        // 300 other blocks read through a cache of 256 pages: every clean page goes, the map's too.
-        for (let b = 4 * E; b < 4 * E + 300; b++) await vol.read(b);
-      }
-      const from = log.reads.length;
-      await vol.change(async (tx) => {
-        for (const run of runs) for (const b of run) stamp(await tx.overwrite(b), b, version);
-      });
-      await vol.commit();
-      if (version === 1) continue;
-      assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, 128, 'both passes redirected all four runs');
-      const sb = superblockOf(path);
-      const mapStart = sb.dataStart + sb.summaryBlocks;
-      const mapReads = log.reads.slice(from).filter((r) => r.offset / B >= mapStart && r.offset / B < mapStart + sb.mapBlocks);
-      assert.deepEqual(
-        mapReads.map((r) => [r.offset / B - mapStart, r.bytes / B]),
-        [[0, 4]],
-        'map blocks 0 to 3, read again as one request of four blocks',
-      );
-    }
+    const first = await openV2(path, { size: 64 * MiB });
+    assert.ok(first.blockCount > 4 * E, `room for four map blocks' ranges (${first.blockCount} blocks)`);
+    await first.change(async (tx) => {
+      for (const run of runs) for (const b of run) stamp(await tx.overwrite(b), b, 1);
+    });
+    await first.close();
+    // Reopened, the cache holds no map block (mount reads the map past the cache, to rebuild the free space).
+    const log = new ReadLog(await Device.open(path, { direct: true }));
+    const vol = await Volume.mount(log, { journal: true, redirectMin: 16 * KiB, readahead: 0 });
+    volumes.track(vol);
+    const from = log.reads.length;
+    await vol.change(async (tx) => {
+      for (const run of runs) for (const b of run) stamp(await tx.overwrite(b), b, 2);
+    });
+    await vol.commit();
+    assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, 64, 'all four runs were redirected');
+    const sb = superblockOf(path);
+    const mapStart = sb.dataStart + sb.summaryBlocks;
+    const mapReads = log.reads.slice(from).filter((r) => r.offset / B >= mapStart && r.offset / B < mapStart + sb.mapBlocks);
+    assert.deepEqual(
+      mapReads.map((r) => [r.offset / B - mapStart, r.bytes / B]),
+      [[0, 4]],
+      'map blocks 0 to 3, read as one request of four blocks',
+    );
     for (const run of runs) for (const b of run) assert.equal((await vol.read(b)).readUInt32LE(4), 2, `block ${b} reads back its second write`);
   });
 
