@@ -74,9 +74,16 @@ export class ReadBatch {
     let i = 0;
     while (i < parts.length) {
       const first = parts[i].request;
+      let end = first.offset + bytesOf(first);
+      if (i + 1 === parts.length || parts[i + 1].request.offset !== end) {
+        // Nothing follows it on the device: it goes down as it is (32 random readers' misses).
+        merged.push(first);
+        members.push([parts[i].job]);
+        i++;
+        continue;
+      }
       const buffers: Uint8Array[] = [...first.buffers];
       const owners = new Set<Job>([parts[i].job]);
-      let end = first.offset + bytesOf(first);
       let j = i + 1;
       while (j < parts.length) {
         const next = parts[j].request;
