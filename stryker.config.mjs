@@ -25,6 +25,7 @@ const tests = {
     'test/delta-switch.test.ts',
     'test/delta-group-commit.test.ts',
     'test/delta-lock.test.ts',
+    'test/journal-replayed-view.test.ts',
   ],
   delta: [
     'test/delta-pipeline.test.ts',
