@@ -291,6 +291,165 @@ describe('journal format version 2: redirect-on-write', function () {
     }
   });
 
+  /** Changes the bytes of file block `block` in place (past the volume, which must be closed). */
+  function damageBlock(path: string, block: number, change: (bytes: Buffer) => void): void {
+    const fd = openSync(path, 'r+');
+    try {
+      const bytes = Buffer.alloc(B);
+      readSync(fd, bytes, 0, B, block * B);
+      change(bytes);
+      writeSync(fd, bytes, 0, B, block * B);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Entries per map block at 4 KiB blocks (docs/FORMAT.md: (blockSize − 16) / 4). */
+  const E = (B - 16) / 4;
+
+  it('open rebuilds the free space from every flagged map block (more than one read\'s worth, in runs and alone): later runs never land on blocks the map still uses', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path, { size: 400 * MiB });
+    const mapBlocks = Math.ceil(vol.blockCount / E);
+    assert.ok(mapBlocks >= 70, `the volume spans ${mapBlocks} map blocks: more than the 64 open reads at once`);
+    // A 4-block run (redirected) in map blocks 0 .. 66 and 69 .. 70: two runs of flagged map blocks, the first longer than 64.
+    const flagged = Array.from({ length: mapBlocks }, (_, k) => k).filter((k) => k <= 66 || k === 69 || k === 70);
+    const firstRound = flagged.flatMap((k) => [0, 1, 2, 3].map((i) => k * E + 10 + i));
+    await vol.change(async (tx) => {
+      for (const b of firstRound) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.commit();
+    assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, firstRound.length);
+    await vol.close();
+    const sb = superblockOf(path);
+    const places = physicalPlaces(path, sb, firstRound, 1);
+    assert.equal(places.size, firstRound.length);
+    assert.ok([...places.values()].every((p) => p >= sb.blockCount), 'the first round lives in the reserve');
+
+    // Reopened, the allocator knows only what the map says: a second round of runs must take other blocks.
+    const again = await openV2(path);
+    assert.equal(again.stats().journal?.redirect?.freeBlocks, sb.physicalBlocks - sb.blockCount);
+    const secondRound = flagged.flatMap((k) => [0, 1, 2, 3].map((i) => k * E + 500 + i));
+    await again.change(async (tx) => {
+      for (const b of secondRound) stamp(await tx.overwrite(b), b, 2);
+    });
+    await again.commit();
+    assert.equal(again.stats().journal?.redirect?.redirectedBlocks, secondRound.length);
+    await again.close();
+    const third = await openV2(path);
+    for (const b of firstRound) assert.deepEqual([(await third.read(b)).readUInt32LE(0), (await third.read(b)).readUInt32LE(4)], [b, 1], `first-round block ${b}`);
+    for (const b of secondRound) assert.deepEqual([(await third.read(b)).readUInt32LE(0), (await third.read(b)).readUInt32LE(4)], [b, 2], `second-round block ${b}`);
+  });
+
+  it('refuses to open a volume whose map is damaged: a summary block\'s checksum, a flagged map block never written or failing its checksum', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path);
+    // Map block 1 changes (volume blocks E .. 2E − 1): a run at E + 100.
+    await vol.change(async (tx) => {
+      for (let b = E + 100; b < E + 164; b++) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.close();
+    const sb = superblockOf(path);
+    const home = (block: number) => sb.dataStart + block;
+    const cases: [string, number, (bytes: Buffer) => void, RegExp][] = [
+      ['summary bit flipped', home(0), (bytes) => void (bytes[16] ^= 0x04), /summary block 0 \(home block 0\): checksum mismatch/],
+      ['map block zeroed', home(sb.summaryBlocks + 1), (bytes) => void bytes.fill(0), /map block 1 is flagged in the summary but was never written/],
+      ['map entry changed', home(sb.summaryBlocks + 1), (bytes) => void (bytes[16 + 4 * 100] ^= 0x01), new RegExp(`map block 1 \\(home block ${sb.summaryBlocks + 1}\\): checksum mismatch`)],
+    ];
+    for (const [name, block, change, message] of cases) {
+      const copy = `${path}.${name.replace(/ /g, '-')}`;
+      copyFileSync(path, copy);
+      damageBlock(copy, block, change);
+      await assert.rejects(open(copy, {}), { code: 'ERR_MAP_CORRUPT', message }, name);
+    }
+    // The undamaged volume opens and reads through map block 1.
+    const intact = await openV2(path);
+    assert.equal((await intact.read(E + 163)).readUInt32LE(4), 1);
+  });
+
+  it('names the summary block that is damaged past the first (a sparse 1 TiB volume has several)', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path, { size: 2 ** 40, cacheSize: 4 * MiB, readahead: 0 });
+    await vol.close();
+    const sb = superblockOf(path);
+    assert.ok(sb.summaryBlocks >= 3, `${sb.summaryBlocks} summary blocks`);
+    // Damaged in place, one way then the other (a copy of a sparse 1 TiB file would not be sparse).
+    const original = Buffer.alloc(B);
+    damageBlock(path, sb.dataStart + 2, (bytes) => {
+      bytes.copy(original);
+      bytes[8] ^= 0xff;
+    });
+    await assert.rejects(open(path, {}), { code: 'ERR_MAP_CORRUPT', message: /summary block 2 \(home block 2\) is not this volume's/ });
+    damageBlock(path, sb.dataStart + 2, (bytes) => {
+      original.copy(bytes);
+      bytes[100] ^= 0x01;
+    });
+    await assert.rejects(open(path, {}), { code: 'ERR_MAP_CORRUPT', message: /summary block 2 \(home block 2\): checksum mismatch/ });
+    damageBlock(path, sb.dataStart + 2, (bytes) => void original.copy(bytes));
+    volumes.track(await open(path, {}));
+  });
+
+  it('a map block whose summary bit is clear is identity whatever it holds: a volume formatted anew over a redirected one reads its own blocks', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path);
+    const run = Array.from({ length: 64 }, (_, i) => 1000 + i);
+    await vol.change(async (tx) => {
+      for (const b of run) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.close();
+    const old = superblockOf(path);
+    const places = physicalPlaces(path, old, run, 1);
+    assert.equal(places.size, run.length);
+    // Format writes the summary (all clear) and leaves the old map blocks, entries and all, in place.
+    const fresh = await openV2(path, { format: true });
+    assert.notEqual(superblockOf(path).volumeId, old.volumeId);
+    for (const b of [1000, 1031, 1063]) assert.equal((await fresh.read(b)).readUInt32LE(4), 0, `block ${b} reads from its identity place (never written), not the old volume's redirect`);
+    // And a run written now goes through a map block started anew: the old entries do not come back.
+    await fresh.change(async (tx) => {
+      for (let b = 1000; b < 1004; b++) stamp(await tx.overwrite(b), b, 2);
+    });
+    await fresh.close();
+    const reopened = await openV2(path);
+    assert.equal((await reopened.read(1001)).readUInt32LE(4), 2);
+    for (const b of [1004, 1063]) assert.equal((await reopened.read(b)).readUInt32LE(4), 0, `block ${b} is still identity`);
+  });
+
+  it('blocks smaller than the cache page (1 KiB blocks, four map blocks a page): runs across map blocks read back before and after reopening', async () => {
+    const path = volumes.file();
+    const small = 1024;
+    const entries = (small - 16) / 4;
+    const options = { size: 16 * MiB, blockSize: small, cacheSize: 2 * MiB, redirectMin: 8 * KiB };
+    const vol = await openV2(path, options);
+    assert.equal(vol.stats().journal?.redirect !== undefined, true);
+    // Runs of 12 blocks straddling the boundaries of map blocks 1 .. 6 (pages hold map blocks 0..3 and 4..7).
+    const runs = [1, 2, 3, 4, 5, 6].map((k) => k * entries - 6);
+    const tag = (view: Buffer, b: number, version: number) => {
+      view.writeUInt32LE(b, 0);
+      view.writeUInt32LE(version, 4);
+    };
+    for (let version = 1; version <= 2; version++) {
+      await vol.change(async (tx) => {
+        for (const start of runs) for (let b = start; b < start + 12; b++) tag(await tx.overwrite(b), b, version);
+      });
+      await vol.commit();
+    }
+    assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, 2 * 12 * runs.length);
+    const check = async (v: Volume, when: string) => {
+      for (const start of runs) {
+        for (let b = start - 1; b <= start + 12; b++) {
+          const data = await v.read(b);
+          const written = b >= start && b < start + 12;
+          assert.deepEqual([data.readUInt32LE(0), data.readUInt32LE(4)], written ? [b, 2] : [0, 0], `${when}: block ${b}`);
+        }
+      }
+    };
+    await check(vol, 'open');
+    await vol.close();
+    const again = await openV2(path, { cacheSize: 2 * MiB });
+    await check(again, 'reopened');
+    assert.equal(again.stats().journal?.redirect?.freeBlocks, superblockOf(path).physicalBlocks - superblockOf(path).blockCount);
+  });
+
   it('rebuilds the same free space from a map with few entries as from a bitmap (property)', () => {
     fc.assert(
       fc.property(fc.integer({ min: 64, max: 4096 }), fc.array(fc.nat(), { maxLength: 60 }), (P, picks) => {
