@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { open, type Volume } from '../src/index';
 import { Allocator } from '../src/journal/allocator';
 import { decodeSuperblock, type Superblock } from '../src/journal/superblock';
-import { volumesPerTest } from './support/volumes';
+import { until, volumesPerTest } from './support/volumes';
 
 const B = 4096;
 const KiB = 1024;
@@ -448,6 +448,82 @@ describe('journal format version 2: redirect-on-write', function () {
     const again = await openV2(path, { cacheSize: 2 * MiB });
     await check(again, 'reopened');
     assert.equal(again.stats().journal?.redirect?.freeBlocks, superblockOf(path).physicalBlocks - superblockOf(path).blockCount);
+  });
+
+  it('frees held for a checkpoint: a plan that needs them waits for the checkpoint it asks for, the checkpoint drops the pins, and later frees of those blocks are not held', async () => {
+    const path = volumes.file();
+    const R = 128;
+    const vol = await openV2(path, { reserveSize: R * B });
+    const redirect = () => {
+      const r = vol.stats().journal?.redirect;
+      assert.ok(r);
+      return r;
+    };
+    // Delta 1: every other block of 0..127, each a run of one: logged whole, so their identity places are pinned.
+    await vol.change(async (tx) => {
+      for (let b = 0; b < R; b += 2) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.commit();
+    assert.equal(redirect().loggedBlocks, R / 2);
+    // Delta 2: 0..127 as one run, redirected into the whole reserve; of the places it leaves, the pinned half is held.
+    await vol.change(async (tx) => {
+      for (let b = 0; b < R; b++) stamp(await tx.overwrite(b), b, 2);
+    });
+    await vol.commit();
+    assert.equal(redirect().redirectedBlocks, R);
+    // Delta 3: another run of the reserve's size. Free is at most the unpinned half until a checkpoint releases the rest:
+    // the plan waits for it rather than logging part of the run.
+    await vol.change(async (tx) => {
+      for (let b = 1000; b < 1000 + R; b++) stamp(await tx.overwrite(b), b, 3);
+    });
+    await vol.commit();
+    assert.equal(redirect().redirectedBlocks, 2 * R, 'the whole run was redirected');
+    assert.equal(redirect().loggedBlocks, R / 2, 'nothing of it was logged');
+    assert.ok((vol.stats().journal?.checkpoints ?? 0) >= 1, 'a checkpoint released the held frees');
+    assert.ok((vol.stats().journal?.checkpointedDelta ?? 0) >= 2);
+    await until(() => redirect().pendingFreeBlocks === 0, 'delta 3 durable: its frees are free');
+    assert.equal(redirect().freeBlocks, R, 'every block freed is free again');
+    // Delta 4 rewrites 1000.. again: delta 3 put it on the blocks delta 2 left (0..127, no longer pinned since the
+    // checkpoint covered delta 1), so its frees are released once it is durable, not held.
+    await vol.change(async (tx) => {
+      for (let b = 1000; b < 1000 + R; b++) stamp(await tx.overwrite(b), b, 4);
+    });
+    await vol.commit();
+    await until(() => redirect().pendingFreeBlocks === 0, 'delta 4 durable: nothing of its frees held');
+    assert.equal(redirect().freeBlocks, R);
+    assert.equal(redirect().redirectedBlocks, 3 * R);
+    await vol.close();
+    // Reopened, the map blocks are not cached: a rewrite of the run looks its old places up from the device first.
+    const again = await openV2(path, { reserveSize: R * B });
+    await again.change(async (tx) => {
+      for (let b = 1000; b < 1000 + R; b++) stamp(await tx.overwrite(b), b, 5);
+    });
+    await again.commit();
+    await until(() => again.stats().journal?.redirect?.pendingFreeBlocks === 0, 'the rewrite durable: its old places freed');
+    assert.equal(again.stats().journal?.redirect?.freeBlocks, R, 'every old place the map named is free again');
+    for (const b of [0, 1, 126, 127]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 2]);
+    for (const b of [1000, 1001, 1000 + R - 1]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 5]);
+  });
+
+  it('a delta whose short runs fit the log only without the map blocks its long runs change is redirected whole, whatever its mix', async () => {
+    // A 16-block log; one long run (redirected, in map block 1) and L lone blocks (logged, in map block 0).
+    for (let L = 1; L <= 14; L++) {
+      const path = volumes.file();
+      const vol = await openV2(path, { size: 8 * MiB, logSize: 16 * B, reserveSize: 64 * B });
+      const lone = Array.from({ length: L }, (_, i) => 3 * i + 1);
+      const run = Array.from({ length: 8 }, (_, i) => E + 50 + i);
+      await vol.change(async (tx) => {
+        for (const b of [...lone, ...run]) stamp(await tx.overwrite(b), b, L);
+      });
+      await vol.commit();
+      const redirect = vol.stats().journal?.redirect;
+      assert.ok(redirect);
+      assert.equal(redirect.redirectedBlocks + redirect.loggedBlocks, L + 8, `L ${L}: every block went somewhere`);
+      await vol.close();
+      const again = await openV2(path);
+      for (const b of [...lone, ...run]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, L], `L ${L}: block ${b}`);
+      await again.close();
+    }
   });
 
   it('rebuilds the same free space from a map with few entries as from a bitmap (property)', () => {
