@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { open, type Volume } from '../src/index';
 import { Allocator } from '../src/journal/allocator';
 import { decodeSuperblock, type Superblock } from '../src/journal/superblock';
-import { until, volumesPerTest } from './support/volumes';
+import { fileBytes, until, volumesPerTest } from './support/volumes';
 
 const B = 4096;
 const KiB = 1024;
@@ -370,9 +370,21 @@ describe('journal format version 2: redirect-on-write', function () {
   it('names the summary block that is damaged past the first (a sparse 1 TiB volume has several)', async () => {
     const path = volumes.file();
     const vol = await openV2(path, { size: 2 ** 40, cacheSize: 4 * MiB, readahead: 0 });
+    // docs/FORMAT.md: summary block j, bit b of byte 16 + i is map block (j·(blockSize − 16) + i)·8 + b. Map block
+    // k = (1·4080 + 3)·8 + 5 is bit 5 of byte 19 of summary block 1; a run in it sets that bit.
+    const k = (1 * (B - 16) + 3) * 8 + 5;
+    await vol.change(async (tx) => {
+      for (let b = k * E; b < k * E + 8; b++) stamp(await tx.overwrite(b), b, 1);
+    });
     await vol.close();
     const sb = superblockOf(path);
+    assert.equal(sb.mapBlocks, Math.ceil(sb.blockCount / E), 'map blocks: one per (blockSize − 16) / 4 volume blocks');
+    assert.equal(sb.summaryBlocks, Math.ceil(sb.mapBlocks / ((B - 16) * 8)), 'summary blocks: one bit per map block after a 16-byte header');
     assert.ok(sb.summaryBlocks >= 3, `${sb.summaryBlocks} summary blocks`);
+    const summary1 = fileBytes(path, (sb.dataStart + 1) * B, B);
+    assert.equal(summary1[16 + 3], 1 << 5, 'the bit of map block k, and no other in its byte');
+    assert.ok(summary1.subarray(16).every((x, i) => i === 3 || x === 0), 'no other bit of summary block 1 is set');
+    assert.ok(fileBytes(path, sb.dataStart * B, B).subarray(16).every((x) => x === 0), 'nor of summary block 0');
     // Damaged in place, one way then the other (a copy of a sparse 1 TiB file would not be sparse).
     const original = Buffer.alloc(B);
     damageBlock(path, sb.dataStart + 2, (bytes) => {
