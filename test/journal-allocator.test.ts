@@ -325,6 +325,27 @@ describe('journal: physical-area allocator', () => {
       assert.deepEqual(a.allocate(10), [{ start: 100, length: 10 }], 'from the cursor, not from the start of its extent');
     });
 
+    it('a whole fit from a cursor inside an extent: short of its end the extent splits round the run, up to its end it keeps its head', () => {
+      const inside = () => {
+        const a = new Allocator(100, [{ start: 0, length: 100 }]);
+        assert.deepEqual(a.allocate(50), [{ start: 0, length: 50 }]);
+        a.deferFree(1, { start: 0, length: 50 });
+        a.checkpointed(1);
+        assert.deepEqual(a.extents(), [{ start: 0, length: 100 }], 'the cursor (50) is inside the one extent');
+        return a;
+      };
+      const split = inside();
+      assert.deepEqual(split.allocate(10), [{ start: 50, length: 10 }]);
+      assert.deepEqual(split.extents(), [{ start: 0, length: 50 }, { start: 60, length: 40 }]);
+      assert.equal(split.free, 90);
+      assert.deepEqual(split.allocate(40), [{ start: 60, length: 40 }], 'the tail after the split');
+      assert.deepEqual(split.allocate(50), [{ start: 0, length: 50 }], 'then the head, whole');
+      const tail = inside();
+      assert.deepEqual(tail.allocate(50), [{ start: 50, length: 50 }], 'from the cursor to the end of its extent');
+      assert.deepEqual(tail.extents(), [{ start: 0, length: 50 }]);
+      assert.equal(tail.free, 50);
+    });
+
     it('prefers an extent that holds the whole count to pieces, and takes pieces in cursor order when none does', () => {
       const a = new Allocator(100, [
         { start: 60, length: 5 },
