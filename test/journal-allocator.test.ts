@@ -555,6 +555,19 @@ describe('journal: physical-area allocator', () => {
       });
     });
 
+    it('through the bitmap: a free run from block 0 over whole free words, ended by a whole used word and by a word in part', () => {
+      // Logical 0..63 moved to 64..127: physical 0..63 free (two whole words), 64..127 used (two whole words), the reserve free.
+      const moved = Array.from({ length: 64 }, (_, i) => [i, 64 + i] as [number, number]);
+      const once = (entries: [number, number][]) => (function* () {
+        yield* entries;
+      })();
+      assert.deepEqual(Allocator.fromMap(200, 64, once(moved)).extents(), [{ start: 0, length: 64 }, { start: 128, length: 72 }]);
+      // The same with the first run ending inside a word (block 40 stays home).
+      const most = moved.filter(([l]) => l !== 40).map(([l, p]) => (l > 40 ? [l, p - 1] : [l, p]) as [number, number]);
+      assert.deepEqual(Allocator.fromMap(200, 64, once(most)).extents(), [{ start: 0, length: 40 }, { start: 41, length: 23 }, { start: 127, length: 73 }]);
+      assert.deepEqual(Allocator.fromMap(128, 0, once([])).extents(), [{ start: 0, length: 128 }], 'no logical blocks: all free');
+    });
+
     it('at a larger scale: 2^25 blocks, a bitmap scan over whole words', () => {
       const P = 2 ** 25;
       const N = P - 4096;
