@@ -518,12 +518,13 @@ describe('journal format version 2: redirect-on-write', function () {
   });
 
   it('a delta whose short runs fit the log only without the map blocks its long runs change is redirected whole, whatever its mix', async () => {
-    // A 16-block log; one long run (redirected, in map block 1) and L lone blocks (logged, in map block 0).
+    // A 16-block log; L lone blocks (logged, in map block 1) and one long run (redirected, in map block 2): the first
+    // map block the delta touches is not map block 0.
     for (let L = 1; L <= 14; L++) {
       const path = volumes.file();
-      const vol = await openV2(path, { size: 8 * MiB, logSize: 16 * B, reserveSize: 64 * B });
-      const lone = Array.from({ length: L }, (_, i) => 3 * i + 1);
-      const run = Array.from({ length: 8 }, (_, i) => E + 50 + i);
+      const vol = await openV2(path, { size: 16 * MiB, logSize: 16 * B, reserveSize: 64 * B });
+      const lone = Array.from({ length: L }, (_, i) => E + 3 * i + 1);
+      const run = Array.from({ length: 8 }, (_, i) => 2 * E + 50 + i);
       await vol.change(async (tx) => {
         for (const b of [...lone, ...run]) stamp(await tx.overwrite(b), b, L);
       });
@@ -536,6 +537,45 @@ describe('journal format version 2: redirect-on-write', function () {
       for (const b of [...lone, ...run]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, L], `L ${L}: block ${b}`);
       await again.close();
     }
+  });
+
+  it('a run longer than the free reserve with no frees on their way: what fits is redirected, the rest logged whole', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path, { reserveSize: 16 * B });
+    await vol.change(async (tx) => {
+      for (let b = 200; b < 264; b++) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.commit();
+    const redirect = vol.stats().journal?.redirect;
+    assert.ok(redirect);
+    assert.equal(redirect.redirectedBlocks, 16, 'the whole reserve');
+    assert.equal(redirect.loggedBlocks, 48, 'the rest of the run');
+    await vol.close();
+    const again = await openV2(path);
+    for (const b of [200, 215, 216, 263]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 1]);
+  });
+
+  it('deltas queued back to back, each a run the size of the reserve: each plan waits for the frees of the one before, no block is logged', async () => {
+    const path = volumes.file();
+    const R = 64;
+    const vol = await openV2(path, { reserveSize: R * B, maxDeltas: 4 });
+    const commits: Promise<unknown>[] = [];
+    for (let version = 1; version <= 8; version++) {
+      await vol.change(async (tx) => {
+        for (let b = 300; b < 300 + R; b++) stamp(await tx.overwrite(b), b, version);
+      });
+      commits.push(vol.commit());
+    }
+    await Promise.all(commits);
+    await vol.commit();
+    const redirect = vol.stats().journal?.redirect;
+    assert.ok(redirect);
+    // Commits may group (a delta that closes while the one before is in flight takes the next change too): whole runs either way.
+    assert.equal(redirect.loggedBlocks, 0, 'no block of any run was logged for want of reserve');
+    assert.ok(redirect.redirectedBlocks >= 2 * R && redirect.redirectedBlocks % R === 0, `whole runs redirected (${redirect.redirectedBlocks} blocks)`);
+    await vol.close();
+    const again = await openV2(path);
+    for (const b of [300, 300 + R - 1]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 8]);
   });
 
   it('rebuilds the same free space from a map with few entries as from a bitmap (property)', () => {
