@@ -12,6 +12,8 @@ import { Allocator, type Run } from '../src/journal/allocator';
 
 const FREE = -2;
 const USED = -1;
+/** Freed, but held by the caller (as redirect.ts holds a block a logged image targets) until freeNow. */
+const HELD = -3;
 
 /** The free extents of a per-block owner array: ascending, coalesced. */
 function runsOf(owner: readonly number[], isFree: (o: number) => boolean): Run[] {
@@ -70,13 +72,17 @@ function consecutive(blocks: readonly number[]): Run[] {
 }
 
 type Op =
-  | { kind: 'redirect'; logical: number; length: number }
+  | { kind: 'redirect'; logical: number; length: number; hold: number }
+  | { kind: 'release' }
+  | { kind: 'doubleFreeNow'; block: number; length: number }
   | { kind: 'close' }
   | { kind: 'checkpoint'; pick: number }
   | { kind: 'doubleFree'; block: number; length: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ kind: fc.constant('redirect' as const), logical: fc.nat({ max: 1000 }), length: fc.integer({ min: 1, max: 24 }) }) },
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('redirect' as const), logical: fc.nat({ max: 1000 }), length: fc.integer({ min: 1, max: 24 }), hold: fc.nat({ max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('release' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('doubleFreeNow' as const), block: fc.nat({ max: 1000 }), length: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('close' as const) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('checkpoint' as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('doubleFree' as const), block: fc.nat({ max: 1000 }), length: fc.integer({ min: 1, max: 4 }) }) },
@@ -128,9 +134,42 @@ class Scenario {
         const old = fresh.map((_, k) => this.map[first + k]);
         fresh.forEach((b, k) => (this.map[first + k] = b));
         for (const r of consecutive(old)) {
+          // One redirect in four holds its frees instead (a logged image still targets them): freeNow releases them.
+          if (o.hold === 0) {
+            for (let b = r.start; b < r.start + r.length; b++) this.owner[b] = HELD;
+            continue;
+          }
           a.deferFree(this.openDelta, r);
           for (let b = r.start; b < r.start + r.length; b++) this.owner[b] = this.openDelta;
         }
+        break;
+      }
+      case 'release': {
+        // Every held block at once, as ascending runs (several, coalescing with free extents and each other).
+        const held = runsOf(this.owner, (x) => x === HELD);
+        a.freeNow(held);
+        for (const r of held) for (let b = r.start; b < r.start + r.length; b++) this.owner[b] = FREE;
+        break;
+      }
+      case 'doubleFreeNow': {
+        const start = o.block % this.P;
+        const run = { start, length: Math.min(o.length, this.P - start) };
+        const blocks = this.owner.slice(run.start, run.start + run.length);
+        if (!blocks.some((x) => x === FREE || x >= 0)) break; // nothing free or pending in it: not this op's business
+        const before = { extents: a.extents(), pending: a.pendingRuns(), free: a.free, used: a.used };
+        // Behind a legal run, so that the refusal also undoes nothing of a batch: the whole call changes nothing.
+        const legal = runsOf(this.owner, (x) => x === HELD).filter((r) => r.start + r.length <= run.start);
+        assert.throws(() => a.freeNow([...legal, run]), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'ERR_DOUBLE_FREE');
+          const found = /physical block (\d+) is (free|pending) already \(run (\d+)\.\.(\d+)\)/.exec(error.message);
+          assert.ok(found, error.message);
+          const block = Number(found[1]);
+          assert.deepEqual([Number(found[3]), Number(found[4])], [run.start, run.start + run.length - 1], 'the run is named');
+          assert.ok(block >= run.start && block < run.start + run.length, `block ${block} is in the run`);
+          assert.ok(found[2] === 'free' ? this.owner[block] === FREE : this.owner[block] >= 0, `block ${block} is ${found[2]}`);
+          return true;
+        });
+        assert.deepEqual({ extents: a.extents(), pending: a.pendingRuns(), free: a.free, used: a.used }, before, 'a refused freeNow changes nothing');
         break;
       }
       case 'close':
@@ -151,7 +190,7 @@ class Scenario {
         const start = o.block % this.P;
         const run = { start, length: Math.min(o.length, this.P - start) };
         const blocks = this.owner.slice(run.start, run.start + run.length);
-        if (blocks.every((x) => x === USED)) break; // a legal free: not this op's business
+        if (!blocks.some((x) => x === FREE || x >= 0)) break; // a legal free (used or held blocks only): not this op's business
         const before = { extents: a.extents(), pending: a.pendingRuns(), free: a.free, used: a.used };
         assert.throws(() => a.deferFree(this.openDelta, run), { code: 'ERR_DOUBLE_FREE' });
         assert.deepEqual({ extents: a.extents(), pending: a.pendingRuns(), free: a.free, used: a.used }, before, 'a refused free changes nothing');
@@ -286,6 +325,27 @@ describe('journal: physical-area allocator', () => {
       assert.deepEqual(a.allocate(10), [{ start: 100, length: 10 }], 'from the cursor, not from the start of its extent');
     });
 
+    it('a whole fit from a cursor inside an extent: short of its end the extent splits round the run, up to its end it keeps its head', () => {
+      const inside = () => {
+        const a = new Allocator(100, [{ start: 0, length: 100 }]);
+        assert.deepEqual(a.allocate(50), [{ start: 0, length: 50 }]);
+        a.deferFree(1, { start: 0, length: 50 });
+        a.checkpointed(1);
+        assert.deepEqual(a.extents(), [{ start: 0, length: 100 }], 'the cursor (50) is inside the one extent');
+        return a;
+      };
+      const split = inside();
+      assert.deepEqual(split.allocate(10), [{ start: 50, length: 10 }]);
+      assert.deepEqual(split.extents(), [{ start: 0, length: 50 }, { start: 60, length: 40 }]);
+      assert.equal(split.free, 90);
+      assert.deepEqual(split.allocate(40), [{ start: 60, length: 40 }], 'the tail after the split');
+      assert.deepEqual(split.allocate(50), [{ start: 0, length: 50 }], 'then the head, whole');
+      const tail = inside();
+      assert.deepEqual(tail.allocate(50), [{ start: 50, length: 50 }], 'from the cursor to the end of its extent');
+      assert.deepEqual(tail.extents(), [{ start: 0, length: 50 }]);
+      assert.equal(tail.free, 50);
+    });
+
     it('prefers an extent that holds the whole count to pieces, and takes pieces in cursor order when none does', () => {
       const a = new Allocator(100, [
         { start: 60, length: 5 },
@@ -375,6 +435,68 @@ describe('journal: physical-area allocator', () => {
     });
   });
 
+  describe('freeNow', () => {
+    it('makes held runs free at once, coalescing them with free extents, and refuses runs out of order or already free or pending, changing nothing', () => {
+      const a = new Allocator(40, [{ start: 10, length: 5 }]);
+      a.deferFree(1, { start: 30, length: 4 });
+      a.freeNow([{ start: 5, length: 5 }, { start: 15, length: 2 }, { start: 20, length: 3 }]);
+      assert.deepEqual(a.extents(), [{ start: 5, length: 12 }, { start: 20, length: 3 }]);
+      assert.equal(a.free, 15);
+      assert.equal(a.pending, 4);
+      const state = () => ({ extents: a.extents(), pending: a.pendingRuns(), free: a.free, used: a.used });
+      const before = state();
+      assert.throws(() => a.freeNow([{ start: 3, length: 2 }, { start: 0, length: 2 }]), { name: 'RangeError', message: 'runs must be ascending and disjoint: 0 follows 4' });
+      assert.throws(() => a.freeNow([{ start: 0, length: 3 }, { start: 2, length: 2 }]), { name: 'RangeError', message: 'runs must be ascending and disjoint: 2 follows 2' }, 'overlapping runs');
+      assert.throws(() => a.freeNow([{ start: 0, length: 2 }, { start: 3, length: 3 }]), { code: 'ERR_DOUBLE_FREE', message: 'physical block 5 is free already (run 3..5)' });
+      assert.throws(() => a.freeNow([{ start: 25, length: 8 }]), { code: 'ERR_DOUBLE_FREE', message: 'physical block 30 is pending already (run 25..32)' });
+      assert.throws(() => a.freeNow([{ start: 33, length: 2 }]), { code: 'ERR_DOUBLE_FREE', message: 'physical block 33 is pending already (run 33..34)' });
+      assert.throws(() => a.freeNow([{ start: 38, length: 3 }]), { code: 'ERR_OUT_OF_RANGE', message: 'run 38..40 is outside the physical area (blocks 0..39)' });
+      assert.deepEqual(state(), before);
+      a.freeNow([]);
+      assert.deepEqual(state(), before, 'no runs, no change');
+      a.freeNow([{ start: 17, length: 3 }]);
+      assert.deepEqual(a.extents(), [{ start: 5, length: 18 }], 'a run between two extents joins them');
+      assert.deepEqual(a.allocate(18), [{ start: 5, length: 18 }], 'and the joined extent is allocatable whole');
+    });
+  });
+
+  describe('arguments', () => {
+    it('refuses bad arguments with errors that name them', () => {
+      const max = Number.MAX_SAFE_INTEGER;
+      assert.throws(() => new Allocator('10' as unknown as number, []), { name: 'TypeError', message: 'physicalBlocks must be a number, not string' });
+      assert.throws(() => new Allocator(1.5, []), { name: 'RangeError', message: `physicalBlocks must be an integer in 0..${max}, not 1.5` });
+      for (const free of [null, undefined, 5, {}]) {
+        assert.throws(() => new Allocator(10, free as unknown as Run[]), { name: 'TypeError', message: 'free must be an iterable of runs ({ start, length })' }, String(free));
+      }
+      assert.throws(() => new Allocator(10, [null as unknown as Run]), { name: 'TypeError', message: 'free extent must be a run ({ start, length }), not null' });
+      assert.throws(() => new Allocator(10, [7 as unknown as Run]), { name: 'TypeError', message: 'free extent must be a run ({ start, length }), not 7' });
+      assert.throws(() => new Allocator(10, [{ start: -1, length: 1 }]), { name: 'RangeError', message: `free extent.start must be an integer in 0..${max}, not -1` });
+      assert.throws(() => new Allocator(10, [{ start: 1, length: 0 }]), { name: 'RangeError', message: `free extent.length must be an integer in 1..${max}, not 0` });
+      assert.throws(() => new Allocator(10, [{ start: 8, length: 3 }]), { code: 'ERR_OUT_OF_RANGE', message: 'free extent 8..10 is outside the physical area (blocks 0..9)' });
+      assert.throws(() => new Allocator(10, [{ start: 0, length: 5 }, { start: 3, length: 4 }]), { name: 'RangeError', message: 'free extents overlap at block 3 (0..4 and 3..6)' });
+      // Extents in any order, adjacent ones coalesced.
+      const a = new Allocator(10, [{ start: 6, length: 4 }, { start: 0, length: 2 }, { start: 2, length: 4 }]);
+      assert.deepEqual(a.extents(), [{ start: 0, length: 10 }]);
+      assert.equal(a.free, 10);
+      assert.throws(() => a.allocate(-1), { name: 'RangeError', message: `count must be an integer in 0..${max}, not -1` });
+      assert.throws(() => a.deferFree(-1, { start: 0, length: 1 }), { name: 'RangeError', message: `delta must be an integer in 0..${max}, not -1` });
+      assert.throws(() => a.deferFree(1, null as unknown as Run), { name: 'TypeError', message: 'run must be a run ({ start, length }), not null' });
+      assert.throws(() => a.checkpointed(0.5), { name: 'RangeError', message: `delta must be an integer in 0..${max}, not 0.5` });
+      assert.throws(() => Allocator.fromMap('1' as unknown as number, 0, []), { name: 'TypeError', message: 'physicalBlocks must be a number, not string' });
+      assert.throws(() => Allocator.fromMap(10, 11, []), { name: 'RangeError', message: 'logicalBlocks must be an integer in 0..10, not 11' });
+      for (const entries of [null, undefined, 3, {}]) {
+        assert.throws(() => Allocator.fromMap(10, 5, entries as unknown as [number, number][]), { name: 'TypeError', message: 'entries must be an iterable of [logical, physical] pairs' }, String(entries));
+      }
+    });
+
+    it('deferFree names the run it refuses', () => {
+      const a = new Allocator(20, [{ start: 10, length: 5 }]);
+      a.deferFree(4, { start: 0, length: 3 });
+      assert.throws(() => a.deferFree(5, { start: 8, length: 3 }), { code: 'ERR_DOUBLE_FREE', message: 'delta 5 frees physical block 10, which is free already (run 8..10)' });
+      assert.throws(() => a.deferFree(5, { start: 1, length: 4 }), { code: 'ERR_DOUBLE_FREE', message: 'delta 5 frees physical block 1, which delta 4 freed already (pending its checkpoint; run 1..4)' });
+    });
+  });
+
   describe('fromMap', () => {
     it('identity map: the reserve is free; entries move blocks', () => {
       assert.deepEqual(Allocator.fromMap(100, 80, []).extents(), [{ start: 80, length: 20 }]);
@@ -403,6 +525,47 @@ describe('journal: physical-area allocator', () => {
       corrupt([[1.5, 90]], /out of range/);
       corrupt([[1, 90], [1, 91]], /logical block 1 has 2 entries \(physical 90, 91\)/);
       assert.throws(() => Allocator.fromMap(100, 80, new Map([[1, 7]]).entries()), { code: 'ERR_MAP_CORRUPT' });
+      // A one-shot iterator cannot be read twice to name the blocks: the message says how many are in use and how to get names.
+      assert.throws(() => Allocator.fromMap(100, 80, new Map([[1, 90], [2, 90]]).entries()), {
+        code: 'ERR_MAP_CORRUPT',
+        message: /^block map references physical blocks more than once: \d+ blocks in use where 80 logical blocks are mapped \(pass the map as an array or a Map to name the blocks\)$/,
+      });
+    });
+
+    it('ERR_MAP_CORRUPT names eight problems and counts the rest, through either way of reading the map', () => {
+      // Ten physical blocks each referenced by two entries: ten problems.
+      const entries: [number, number][] = [];
+      for (let k = 0; k < 10; k++) entries.push([2 * k + 1, 85 + k], [2 * k + 2, 85 + k]);
+      // 20 entries beside 100 blocks: the bitmap; beside 4000 blocks (N 3990): the sorted lists.
+      for (const [P, N] of [[100, 80], [4000, 3990]]) {
+        const big = P === 4000 ? entries.map(([l, p]) => [l, p + 3905] as [number, number]) : entries;
+        assert.throws(() => Allocator.fromMap(P, N, big), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'ERR_MAP_CORRUPT');
+          assert.ok(error.message.startsWith(`block map is corrupt (${P} physical blocks, ${N} logical): physical block ${big[0][1]} is referenced by logical 1 and logical 2; `), error.message);
+          assert.equal(error.message.split('; ').length, 9, `eight named, then the count: ${error.message}`);
+          assert.ok(error.message.endsWith('; and 2 more'), error.message);
+          return true;
+        }, `P ${P}`);
+      }
+      // Eight problems exactly: all named, no count.
+      assert.throws(() => Allocator.fromMap(100, 80, entries.slice(0, 16)), (error: Error) => {
+        assert.equal(error.message.split('; ').length, 8);
+        assert.ok(!error.message.includes('more'), error.message);
+        return true;
+      });
+    });
+
+    it('through the bitmap: a free run from block 0 over whole free words, ended by a whole used word and by a word in part', () => {
+      // Logical 0..63 moved to 64..127: physical 0..63 free (two whole words), 64..127 used (two whole words), the reserve free.
+      const moved = Array.from({ length: 64 }, (_, i) => [i, 64 + i] as [number, number]);
+      const once = (entries: [number, number][]) => (function* () {
+        yield* entries;
+      })();
+      assert.deepEqual(Allocator.fromMap(200, 64, once(moved)).extents(), [{ start: 0, length: 64 }, { start: 128, length: 72 }]);
+      // The same with the first run ending inside a word (block 40 stays home).
+      const most = moved.filter(([l]) => l !== 40).map(([l, p]) => (l > 40 ? [l, p - 1] : [l, p]) as [number, number]);
+      assert.deepEqual(Allocator.fromMap(200, 64, once(most)).extents(), [{ start: 0, length: 40 }, { start: 41, length: 23 }, { start: 127, length: 73 }]);
+      assert.deepEqual(Allocator.fromMap(128, 0, once([])).extents(), [{ start: 0, length: 128 }], 'no logical blocks: all free');
     });
 
     it('at a larger scale: 2^25 blocks, a bitmap scan over whole words', () => {

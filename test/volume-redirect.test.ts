@@ -6,7 +6,7 @@ import { open, Volume } from '../src/index';
 import { Allocator } from '../src/journal/allocator';
 import { decodeSuperblock, type Superblock } from '../src/journal/superblock';
 import { ReadLog } from './support/read-log';
-import { volumesPerTest } from './support/volumes';
+import { fileBytes, until, volumesPerTest } from './support/volumes';
 
 const B = 4096;
 const KiB = 1024;
@@ -344,6 +344,293 @@ describe('journal format version 2: redirect-on-write', function () {
       }
       await assert.rejects(open(copy, {}), { code: 'ERR_MAP_CORRUPT', message: /summary block 0/ }, damage);
     }
+  });
+
+  /** Changes the bytes of file block `block` in place (past the volume, which must be closed). */
+  function damageBlock(path: string, block: number, change: (bytes: Buffer) => void): void {
+    const fd = openSync(path, 'r+');
+    try {
+      const bytes = Buffer.alloc(B);
+      readSync(fd, bytes, 0, B, block * B);
+      change(bytes);
+      writeSync(fd, bytes, 0, B, block * B);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Entries per map block at 4 KiB blocks (docs/FORMAT.md: (blockSize − 16) / 4). */
+  const E = (B - 16) / 4;
+
+  it('open rebuilds the free space from every flagged map block (more than one read\'s worth, in runs and alone): later runs never land on blocks the map still uses', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path, { size: 400 * MiB });
+    const mapBlocks = Math.ceil(vol.blockCount / E);
+    assert.ok(mapBlocks >= 70, `the volume spans ${mapBlocks} map blocks: more than the 64 open reads at once`);
+    // A 4-block run (redirected) in map blocks 0 .. 66 and 69 .. 70: two runs of flagged map blocks, the first longer than 64.
+    const flagged = Array.from({ length: mapBlocks }, (_, k) => k).filter((k) => k <= 66 || k === 69 || k === 70);
+    const firstRound = flagged.flatMap((k) => [0, 1, 2, 3].map((i) => k * E + 10 + i));
+    await vol.change(async (tx) => {
+      for (const b of firstRound) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.commit();
+    assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, firstRound.length);
+    await vol.close();
+    const sb = superblockOf(path);
+    const places = physicalPlaces(path, sb, firstRound, 1);
+    assert.equal(places.size, firstRound.length);
+    assert.ok([...places.values()].every((p) => p >= sb.blockCount), 'the first round lives in the reserve');
+
+    // Reopened, the allocator knows only what the map says: a second round of runs must take other blocks.
+    const again = await openV2(path);
+    assert.equal(again.stats().journal?.redirect?.freeBlocks, sb.physicalBlocks - sb.blockCount);
+    const secondRound = flagged.flatMap((k) => [0, 1, 2, 3].map((i) => k * E + 500 + i));
+    await again.change(async (tx) => {
+      for (const b of secondRound) stamp(await tx.overwrite(b), b, 2);
+    });
+    await again.commit();
+    assert.equal(again.stats().journal?.redirect?.redirectedBlocks, secondRound.length);
+    await again.close();
+    const third = await openV2(path);
+    for (const b of firstRound) assert.deepEqual([(await third.read(b)).readUInt32LE(0), (await third.read(b)).readUInt32LE(4)], [b, 1], `first-round block ${b}`);
+    for (const b of secondRound) assert.deepEqual([(await third.read(b)).readUInt32LE(0), (await third.read(b)).readUInt32LE(4)], [b, 2], `second-round block ${b}`);
+  });
+
+  it('refuses to open a volume whose map is damaged: a summary block\'s checksum, a flagged map block never written or failing its checksum', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path);
+    // Map block 1 changes (volume blocks E .. 2E − 1): a run at E + 100.
+    await vol.change(async (tx) => {
+      for (let b = E + 100; b < E + 164; b++) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.close();
+    const sb = superblockOf(path);
+    const home = (block: number) => sb.dataStart + block;
+    const cases: [string, number, (bytes: Buffer) => void, RegExp][] = [
+      ['summary bit flipped', home(0), (bytes) => void (bytes[16] ^= 0x04), /summary block 0 \(home block 0\): checksum mismatch/],
+      ['map block zeroed', home(sb.summaryBlocks + 1), (bytes) => void bytes.fill(0), /map block 1 is flagged in the summary but was never written/],
+      ['map entry changed', home(sb.summaryBlocks + 1), (bytes) => void (bytes[16 + 4 * 100] ^= 0x01), new RegExp(`map block 1 \\(home block ${sb.summaryBlocks + 1}\\): checksum mismatch`)],
+    ];
+    for (const [name, block, change, message] of cases) {
+      const copy = `${path}.${name.replace(/ /g, '-')}`;
+      copyFileSync(path, copy);
+      damageBlock(copy, block, change);
+      await assert.rejects(open(copy, {}), { code: 'ERR_MAP_CORRUPT', message }, name);
+    }
+    // The undamaged volume opens and reads through map block 1.
+    const intact = await openV2(path);
+    assert.equal((await intact.read(E + 163)).readUInt32LE(4), 1);
+  });
+
+  it('names the summary block that is damaged past the first (a sparse 1 TiB volume has several)', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path, { size: 2 ** 40, cacheSize: 4 * MiB, readahead: 0 });
+    // docs/FORMAT.md: summary block j, bit b of byte 16 + i is map block (j·(blockSize − 16) + i)·8 + b. Map block
+    // k = (1·4080 + 3)·8 + 5 is bit 5 of byte 19 of summary block 1; a run in it sets that bit.
+    const k = (1 * (B - 16) + 3) * 8 + 5;
+    await vol.change(async (tx) => {
+      for (let b = k * E; b < k * E + 8; b++) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.close();
+    const sb = superblockOf(path);
+    assert.equal(sb.mapBlocks, Math.ceil(sb.blockCount / E), 'map blocks: one per (blockSize − 16) / 4 volume blocks');
+    assert.equal(sb.summaryBlocks, Math.ceil(sb.mapBlocks / ((B - 16) * 8)), 'summary blocks: one bit per map block after a 16-byte header');
+    assert.ok(sb.summaryBlocks >= 3, `${sb.summaryBlocks} summary blocks`);
+    const summary1 = fileBytes(path, (sb.dataStart + 1) * B, B);
+    assert.equal(summary1[16 + 3], 1 << 5, 'the bit of map block k, and no other in its byte');
+    assert.ok(summary1.subarray(16).every((x, i) => i === 3 || x === 0), 'no other bit of summary block 1 is set');
+    assert.ok(fileBytes(path, sb.dataStart * B, B).subarray(16).every((x) => x === 0), 'nor of summary block 0');
+    // Damaged in place, one way then the other (a copy of a sparse 1 TiB file would not be sparse).
+    const original = Buffer.alloc(B);
+    damageBlock(path, sb.dataStart + 2, (bytes) => {
+      bytes.copy(original);
+      bytes[8] ^= 0xff;
+    });
+    await assert.rejects(open(path, {}), { code: 'ERR_MAP_CORRUPT', message: /summary block 2 \(home block 2\) is not this volume's/ });
+    damageBlock(path, sb.dataStart + 2, (bytes) => {
+      original.copy(bytes);
+      bytes[100] ^= 0x01;
+    });
+    await assert.rejects(open(path, {}), { code: 'ERR_MAP_CORRUPT', message: /summary block 2 \(home block 2\): checksum mismatch/ });
+    damageBlock(path, sb.dataStart + 2, (bytes) => void original.copy(bytes));
+    volumes.track(await open(path, {}));
+  });
+
+  it('a map block whose summary bit is clear is identity whatever it holds: a volume formatted anew over a redirected one reads its own blocks', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path);
+    const run = Array.from({ length: 64 }, (_, i) => 1000 + i);
+    await vol.change(async (tx) => {
+      for (const b of run) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.close();
+    const old = superblockOf(path);
+    const places = physicalPlaces(path, old, run, 1);
+    assert.equal(places.size, run.length);
+    // Format writes the summary (all clear) and leaves the old map blocks, entries and all, in place.
+    const fresh = await openV2(path, { format: true });
+    assert.notEqual(superblockOf(path).volumeId, old.volumeId);
+    for (const b of [1000, 1031, 1063]) assert.equal((await fresh.read(b)).readUInt32LE(4), 0, `block ${b} reads from its identity place (never written), not the old volume's redirect`);
+    // And a run written now goes through a map block started anew: the old entries do not come back.
+    await fresh.change(async (tx) => {
+      for (let b = 1000; b < 1004; b++) stamp(await tx.overwrite(b), b, 2);
+    });
+    await fresh.close();
+    const reopened = await openV2(path);
+    assert.equal((await reopened.read(1001)).readUInt32LE(4), 2);
+    for (const b of [1004, 1063]) assert.equal((await reopened.read(b)).readUInt32LE(4), 0, `block ${b} is still identity`);
+  });
+
+  it('blocks smaller than the cache page (1 KiB blocks, four map blocks a page): runs across map blocks read back before and after reopening', async () => {
+    const path = volumes.file();
+    const small = 1024;
+    const entries = (small - 16) / 4;
+    const options = { size: 16 * MiB, blockSize: small, cacheSize: 2 * MiB, redirectMin: 8 * KiB };
+    const vol = await openV2(path, options);
+    assert.equal(vol.stats().journal?.redirect !== undefined, true);
+    // Runs of 12 blocks straddling the boundaries of map blocks 1 .. 6 (pages hold map blocks 0..3 and 4..7).
+    const runs = [1, 2, 3, 4, 5, 6].map((k) => k * entries - 6);
+    const tag = (view: Buffer, b: number, version: number) => {
+      view.writeUInt32LE(b, 0);
+      view.writeUInt32LE(version, 4);
+    };
+    for (let version = 1; version <= 2; version++) {
+      await vol.change(async (tx) => {
+        for (const start of runs) for (let b = start; b < start + 12; b++) tag(await tx.overwrite(b), b, version);
+      });
+      await vol.commit();
+    }
+    assert.equal(vol.stats().journal?.redirect?.redirectedBlocks, 2 * 12 * runs.length);
+    const check = async (v: Volume, when: string) => {
+      for (const start of runs) {
+        for (let b = start - 1; b <= start + 12; b++) {
+          const data = await v.read(b);
+          const written = b >= start && b < start + 12;
+          assert.deepEqual([data.readUInt32LE(0), data.readUInt32LE(4)], written ? [b, 2] : [0, 0], `${when}: block ${b}`);
+        }
+      }
+    };
+    await check(vol, 'open');
+    await vol.close();
+    const again = await openV2(path, { cacheSize: 2 * MiB });
+    await check(again, 'reopened');
+    assert.equal(again.stats().journal?.redirect?.freeBlocks, superblockOf(path).physicalBlocks - superblockOf(path).blockCount);
+  });
+
+  it('frees held for a checkpoint: a plan that needs them waits for the checkpoint it asks for, the checkpoint drops the pins, and later frees of those blocks are not held', async () => {
+    const path = volumes.file();
+    const R = 128;
+    const vol = await openV2(path, { reserveSize: R * B });
+    const redirect = () => {
+      const r = vol.stats().journal?.redirect;
+      assert.ok(r);
+      return r;
+    };
+    // Delta 1: every other block of 0..127, each a run of one: logged whole, so their identity places are pinned.
+    await vol.change(async (tx) => {
+      for (let b = 0; b < R; b += 2) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.commit();
+    assert.equal(redirect().loggedBlocks, R / 2);
+    // Delta 2: 0..127 as one run, redirected into the whole reserve; of the places it leaves, the pinned half is held.
+    await vol.change(async (tx) => {
+      for (let b = 0; b < R; b++) stamp(await tx.overwrite(b), b, 2);
+    });
+    await vol.commit();
+    assert.equal(redirect().redirectedBlocks, R);
+    // Delta 3: another run of the reserve's size. Free is at most the unpinned half until a checkpoint releases the rest:
+    // the plan waits for it rather than logging part of the run.
+    await vol.change(async (tx) => {
+      for (let b = 1000; b < 1000 + R; b++) stamp(await tx.overwrite(b), b, 3);
+    });
+    await vol.commit();
+    assert.equal(redirect().redirectedBlocks, 2 * R, 'the whole run was redirected');
+    assert.equal(redirect().loggedBlocks, R / 2, 'nothing of it was logged');
+    assert.ok((vol.stats().journal?.checkpoints ?? 0) >= 1, 'a checkpoint released the held frees');
+    assert.ok((vol.stats().journal?.checkpointedDelta ?? 0) >= 2);
+    await until(() => redirect().pendingFreeBlocks === 0, 'delta 3 durable: its frees are free');
+    assert.equal(redirect().freeBlocks, R, 'every block freed is free again');
+    // Delta 4 rewrites 1000.. again: delta 3 put it on the blocks delta 2 left (0..127, no longer pinned since the
+    // checkpoint covered delta 1), so its frees are released once it is durable, not held.
+    await vol.change(async (tx) => {
+      for (let b = 1000; b < 1000 + R; b++) stamp(await tx.overwrite(b), b, 4);
+    });
+    await vol.commit();
+    await until(() => redirect().pendingFreeBlocks === 0, 'delta 4 durable: nothing of its frees held');
+    assert.equal(redirect().freeBlocks, R);
+    assert.equal(redirect().redirectedBlocks, 3 * R);
+    await vol.close();
+    // Reopened, the map blocks are not cached: a rewrite of the run looks its old places up from the device first.
+    const again = await openV2(path, { reserveSize: R * B });
+    await again.change(async (tx) => {
+      for (let b = 1000; b < 1000 + R; b++) stamp(await tx.overwrite(b), b, 5);
+    });
+    await again.commit();
+    await until(() => again.stats().journal?.redirect?.pendingFreeBlocks === 0, 'the rewrite durable: its old places freed');
+    assert.equal(again.stats().journal?.redirect?.freeBlocks, R, 'every old place the map named is free again');
+    for (const b of [0, 1, 126, 127]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 2]);
+    for (const b of [1000, 1001, 1000 + R - 1]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 5]);
+  });
+
+  it('a delta whose short runs fit the log only without the map blocks its long runs change is redirected whole, whatever its mix', async () => {
+    // A 16-block log; L lone blocks (logged, in map block 1) and one long run (redirected, in map block 2): the first
+    // map block the delta touches is not map block 0.
+    for (let L = 1; L <= 14; L++) {
+      const path = volumes.file();
+      const vol = await openV2(path, { size: 16 * MiB, logSize: 16 * B, reserveSize: 64 * B });
+      const lone = Array.from({ length: L }, (_, i) => E + 3 * i + 1);
+      const run = Array.from({ length: 8 }, (_, i) => 2 * E + 50 + i);
+      await vol.change(async (tx) => {
+        for (const b of [...lone, ...run]) stamp(await tx.overwrite(b), b, L);
+      });
+      await vol.commit();
+      const redirect = vol.stats().journal?.redirect;
+      assert.ok(redirect);
+      assert.equal(redirect.redirectedBlocks + redirect.loggedBlocks, L + 8, `L ${L}: every block went somewhere`);
+      await vol.close();
+      const again = await openV2(path);
+      for (const b of [...lone, ...run]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, L], `L ${L}: block ${b}`);
+      await again.close();
+    }
+  });
+
+  it('a run longer than the free reserve with no frees on their way: what fits is redirected, the rest logged whole', async () => {
+    const path = volumes.file();
+    const vol = await openV2(path, { reserveSize: 16 * B });
+    await vol.change(async (tx) => {
+      for (let b = 200; b < 264; b++) stamp(await tx.overwrite(b), b, 1);
+    });
+    await vol.commit();
+    const redirect = vol.stats().journal?.redirect;
+    assert.ok(redirect);
+    assert.equal(redirect.redirectedBlocks, 16, 'the whole reserve');
+    assert.equal(redirect.loggedBlocks, 48, 'the rest of the run');
+    await vol.close();
+    const again = await openV2(path);
+    for (const b of [200, 215, 216, 263]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 1]);
+  });
+
+  it('deltas queued back to back, each a run the size of the reserve: each plan waits for the frees of the one before, no block is logged', async () => {
+    const path = volumes.file();
+    const R = 64;
+    const vol = await openV2(path, { reserveSize: R * B, maxDeltas: 4 });
+    const commits: Promise<unknown>[] = [];
+    for (let version = 1; version <= 8; version++) {
+      await vol.change(async (tx) => {
+        for (let b = 300; b < 300 + R; b++) stamp(await tx.overwrite(b), b, version);
+      });
+      commits.push(vol.commit());
+    }
+    await Promise.all(commits);
+    await vol.commit();
+    const redirect = vol.stats().journal?.redirect;
+    assert.ok(redirect);
+    // Commits may group (a delta that closes while the one before is in flight takes the next change too): whole runs either way.
+    assert.equal(redirect.loggedBlocks, 0, 'no block of any run was logged for want of reserve');
+    assert.ok(redirect.redirectedBlocks >= 2 * R && redirect.redirectedBlocks % R === 0, `whole runs redirected (${redirect.redirectedBlocks} blocks)`);
+    await vol.close();
+    const again = await openV2(path);
+    for (const b of [300, 300 + R - 1]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 8]);
   });
 
   it('rebuilds the same free space from a map with few entries as from a bitmap (property)', () => {
