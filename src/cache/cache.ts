@@ -365,29 +365,19 @@ export class Cache {
    */
   async page(mapping: Mapping, pageIndex: number): Promise<number> {
     for (;;) {
-      const frame = this.pageNow(mapping, pageIndex);
-      if (frame !== NO_FRAME) return frame;
+      const frame = mapping.table.get(pageIndex);
+      if (frame !== undefined) {
+        this.pin(frame);
+        return frame;
+      }
+      const fresh = this.admitNow(mapping, pageIndex);
+      if (fresh !== NO_FRAME) return fresh;
       // The writeout's own metadata never waits for room: the room it would wait for is its own delta's.
       const wait = mapping.internal ? undefined : this.whenFull();
       if (wait === undefined) return this.admit(mapping, pageIndex);
       this.counters.spaceWaits++;
       await wait;
     }
-  }
-
-  /**
-   * page() where it need not wait: the frame, pinned (admitted if the page
-   * is not cached), or NO_FRAME when the cache is full of dirty and pinned
-   * pages. A miss that finds room goes on without a turn of the microtask
-   * queue per step.
-   */
-  pageNow(mapping: Mapping, pageIndex: number): number {
-    const frame = mapping.table.get(pageIndex);
-    if (frame !== undefined) {
-      this.pin(frame);
-      return frame;
-    }
-    return this.admitNow(mapping, pageIndex);
   }
 
   /**
@@ -411,11 +401,10 @@ export class Cache {
   /** The frame of a page whose blocks `from` to `to - 1` are up to date (read if EMPTY), pinned. */
   async uptodateHeads(mapping: Mapping, pageIndex: number, from: number, to: number): Promise<number> {
     for (;;) {
-      let frame = this.pageNow(mapping, pageIndex);
-      if (frame === NO_FRAME) frame = await this.page(mapping, pageIndex);
+      const frame = await this.page(mapping, pageIndex);
       this.used(mapping, frame);
       if (!this.anyEmpty(frame, from, to)) return frame;
-      const unlock = this.tryLock(frame) ?? (await this.lock(frame));
+      const unlock = await this.lock(frame);
       let current: boolean;
       try {
         current = mapping.table.get(pageIndex) === frame;

@@ -121,11 +121,10 @@ async function blockdirtyLocked(
 ): Promise<Buffer> {
   const cache = deltas.cache;
   for (;;) {
-    let frame = cache.pageNow(mapping, pageIndex);
-    if (frame === NO_FRAME) frame = await cache.page(mapping, pageIndex);
+    const frame = await cache.page(mapping, pageIndex);
     if (!overwrite) cache.used(mapping, frame);
     let writeout: Promise<void>;
-    const unlock = cache.tryLock(frame) ?? (await cache.lock(frame));
+    const unlock = await cache.lock(frame);
     try {
       // The change may have ended, or the volume failed, while we waited.
       writer.check();
