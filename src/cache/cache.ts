@@ -118,16 +118,15 @@ export class Cache {
   private readonly whenFull: () => Promise<void> | undefined;
   private readonly mappings = new Map<number, Mapping>();
   /**
-   * The page locks, a table by frame: 0 free, 1 held, 2 held with waiters,
-   * and the waiters of those (FIFO), only while some wait. A lock is held
-   * across a read into the page's EMPTY blocks or a fork, never across a
-   * wait for anything else, so it is almost always free when asked for: a
-   * readahead window takes one per page. A Mutex object and a map entry per
-   * lock (async-mutex, as this was first written) cost 1.2 to 1.8 µs a page
-   * there; the table 0.03 to 0.06 µs, and a window's locks are taken
+   * The waiters of held page locks (FIFO), only while some wait; the locks
+   * themselves are a byte per frame (`pages.locks`). A lock is held across
+   * a read into the page's EMPTY blocks or a fork, never across a wait for
+   * anything else, so it is almost always free when asked for: a readahead
+   * window takes one per page. A Mutex object and a map entry per lock
+   * (async-mutex, as this was first written) cost 1.2 to 1.8 µs a page
+   * there; the byte 0.03 to 0.06 µs, and a window's locks are taken
    * synchronously.
    */
-  private lockHeld: Uint8Array;
   private readonly lockWaiters = new Map<number, (() => void)[]>();
   private nextMappingId = 0;
   private cached = 0;
@@ -164,7 +163,6 @@ export class Cache {
     this.pool = new PagePool(options.pageSize, this.capacity);
     this.pages = new Pages(this.perPage, this.pool.slabPages);
     this.lru = new Lru(this.pool.slabPages);
-    this.lockHeld = new Uint8Array(this.pool.slabPages);
     this.volume = this.createMapping(undefined, this.volumeBlocks);
   }
 
@@ -315,7 +313,7 @@ export class Cache {
   }
 
   isLocked(frame: number): boolean {
-    return this.lockHeld[frame] !== 0;
+    return this.pages.locks[frame] !== 0;
   }
 
   /** Takes the page lock of a frame the caller has pinned; resolves with its release. */
@@ -325,7 +323,7 @@ export class Cache {
     return new Promise((resolve) => {
       let waiters = this.lockWaiters.get(frame);
       if (waiters === undefined) this.lockWaiters.set(frame, (waiters = []));
-      this.lockHeld[frame] = 2;
+      this.pages.locks[frame] = 2;
       // Handed over by the holder's release: the lock stays held, now by this waiter.
       waiters.push(() => resolve(this.releaser(frame)));
     });
@@ -333,8 +331,8 @@ export class Cache {
 
   /** The page lock of a pinned frame if it is free now (its release), else undefined. */
   tryLock(frame: number): (() => void) | undefined {
-    if (this.lockHeld[frame] !== 0) return undefined;
-    this.lockHeld[frame] = 1;
+    if (this.pages.locks[frame] !== 0) return undefined;
+    this.pages.locks[frame] = 1;
     return this.releaser(frame);
   }
 
@@ -344,15 +342,15 @@ export class Cache {
     return () => {
       if (released) return;
       released = true;
-      if (this.lockHeld[frame] === 1) {
-        this.lockHeld[frame] = 0;
+      if (this.pages.locks[frame] === 1) {
+        this.pages.locks[frame] = 0;
         return;
       }
       const waiters = this.lockWaiters.get(frame) as (() => void)[];
       const next = waiters.shift() as () => void;
       if (waiters.length === 0) {
         this.lockWaiters.delete(frame);
-        this.lockHeld[frame] = 1;
+        this.pages.locks[frame] = 1;
       }
       next();
     };
@@ -751,9 +749,6 @@ export class Cache {
       const frames = Math.max(limit, this.pages.frames * 2);
       this.pages.grow(frames);
       this.lru.grow(frames);
-      const held = new Uint8Array(frames);
-      held.set(this.lockHeld);
-      this.lockHeld = held;
     }
     return frame;
   }

@@ -111,6 +111,8 @@ export class Pages {
   busy: Int32Array;
   /** Pins of block handles: they follow the page to its copy on a fork, as Tux3's buffer heads do. */
   holds: Int32Array;
+  /** The page lock (cache.ts): 0 free, 1 held, 2 held with waiters. A frame is unlocked when it joins. */
+  locks: Uint8Array;
 
   constructor(readonly perPage: number, frames: number) {
     this.states = new Uint8Array(frames * perPage);
@@ -119,6 +121,7 @@ export class Pages {
     this.flags = new Uint8Array(frames);
     this.busy = new Int32Array(frames);
     this.holds = new Int32Array(frames);
+    this.locks = new Uint8Array(frames);
   }
 
   get frames(): number {
@@ -134,6 +137,7 @@ export class Pages {
     this.flags = grown(this.flags, new Uint8Array(frames));
     this.busy = grown(this.busy, new Int32Array(frames));
     this.holds = grown(this.holds, new Int32Array(frames));
+    this.locks = grown(this.locks, new Uint8Array(frames));
   }
 
   /** Sets every buffer head of a frame that is joining the cache. */
