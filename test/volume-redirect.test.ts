@@ -9,6 +9,8 @@ import { ReadLog } from './support/read-log';
 import { fileBytes, until, volumesPerTest } from './support/volumes';
 
 const B = 4096;
+/** Entries per map block at 4 KiB blocks (docs/FORMAT.md: (blockSize − 16) / 4). */
+const E = (B - 16) / 4;
 const KiB = 1024;
 const MiB = 1 << 20;
 
@@ -126,7 +128,6 @@ describe('journal format version 2: redirect-on-write', function () {
 
   it('reads the map blocks a plan needs and the cache does not hold in one request before the plan, not one after another', async () => {
     const path = volumes.file();
-    const E = (B - 16) / 4;
     // A redirected run in each of four map blocks' ranges: the four are written and flagged.
     const runs = [0, 1, 2, 3].map((k) => Array.from({ length: 16 }, (_, i) => k * E + i));
     const first = await openV2(path, { size: 64 * MiB });
@@ -358,9 +359,6 @@ describe('journal format version 2: redirect-on-write', function () {
       closeSync(fd);
     }
   }
-
-  /** Entries per map block at 4 KiB blocks (docs/FORMAT.md: (blockSize − 16) / 4). */
-  const E = (B - 16) / 4;
 
   it('open rebuilds the free space from every flagged map block (more than one read\'s worth, in runs and alone): later runs never land on blocks the map still uses', async () => {
     const path = volumes.file();
