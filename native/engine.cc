@@ -284,32 +284,42 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, p
     r->iov.resize(n);
     uint64_t total = 0;
     for (uint32_t j = 0; j < n; j++) {
+      // Made only for an error: a request may hold hundreds of buffers.
+      auto where = [&]() { return At(i) + "buffer " + std::to_string(j) + " "; };
       Napi::Value b = buffers.Get(j);
-      std::string where = At(i) + "buffer " + std::to_string(j) + " ";
-      if (!b.IsTypedArray() || b.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-        throw Napi::TypeError::New(env, where + "must be a Uint8Array or Buffer");
-      }
-      Napi::Uint8Array view = b.As<Napi::Uint8Array>();
-      Napi::ArrayBuffer memory = view.ArrayBuffer();
-      if (memory.IsDetached()) throw Napi::RangeError::New(env, where + "has been released (its memory is gone)");
+      // One call for the type, the view's address and length, and its memory.
+      bool isTyped = false;
+      napi_is_typedarray(env, b, &isTyped);
+      napi_typedarray_type type = napi_int8_array;
+      size_t length = 0;
+      void* data = nullptr;
+      napi_value memoryValue = nullptr;
+      if (isTyped) napi_get_typedarray_info(env, b, &type, &length, &data, &memoryValue, nullptr);
+      if (!isTyped || type != napi_uint8_array) throw Napi::TypeError::New(env, where() + "must be a Uint8Array or Buffer");
+      bool detached = false;
+      napi_is_detached_arraybuffer(env, memoryValue, &detached);
+      if (detached) throw Napi::RangeError::New(env, where() + "has been released (its memory is gone)");
+      void* base = nullptr;
+      size_t memoryLength = 0;
+      napi_get_arraybuffer_info(env, memoryValue, &base, &memoryLength);
       // Only slab memory: any other ArrayBuffer may be collected, detached
       // or transferred (its memory freed or moved) under the I/O.
-      Slab* slab = FindSlab(env, memory.Data(), memory.ByteLength());
+      Slab* slab = FindSlab(env, base, memoryLength);
       if (slab == nullptr) {
-        throw Napi::TypeError::New(env, where + "is not slab memory (I/O buffers must be views of a Slab of this thread)");
+        throw Napi::TypeError::New(env, where() + "is not slab memory (I/O buffers must be views of a Slab of this thread)");
       }
       PinSlab(slab);
       batch->pins.push_back(slab);
-      if (FirstInBatch(slab, batch->id)) batch->memory.push_back(Napi::Persistent(memory));
-      size_t length = view.ByteLength();
-      uint8_t* address = static_cast<uint8_t*>(memory.Data()) + view.ByteOffset();
+      if (FirstInBatch(slab, batch->id)) batch->memory.push_back(Napi::Persistent(Napi::ArrayBuffer(env, memoryValue)));
+      // napi_get_typedarray_info's data is the view's first byte (the memory's base plus its offset).
+      uint8_t* address = static_cast<uint8_t*>(data);
       if (length == 0 || length % static_cast<size_t>(options_.sectorSize) != 0) {
-        throw Napi::RangeError::New(env, where + "length " + std::to_string(length) +
+        throw Napi::RangeError::New(env, where() + "length " + std::to_string(length) +
                                              " is not a positive multiple of the sector size " +
                                              std::to_string(options_.sectorSize));
       }
       if (reinterpret_cast<uintptr_t>(address) % static_cast<uintptr_t>(options_.memoryAlignment) != 0) {
-        throw Napi::RangeError::New(env, where + "address is not aligned to " + std::to_string(options_.memoryAlignment) +
+        throw Napi::RangeError::New(env, where() + "address is not aligned to " + std::to_string(options_.memoryAlignment) +
                                              " bytes (use slab memory)");
       }
       r->iov[j].iov_base = address;
