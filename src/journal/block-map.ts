@@ -216,11 +216,16 @@ export class VolumeMap {
     if (count > 0) this.cache.prefetch(this.mapping, this.sb.summaryBlocks + first, count);
   }
 
+  /**
+   * `physicals` from volume block `from` on, whose map block must be read:
+   * once that one entry has been read, its map block is cached, and the
+   * rest goes on a map block at a time again (reading the next one it lacks
+   * the same way), not an entry at a time.
+   */
   private async readPhysicals(from: number, end: number, out: number[]): Promise<void> {
-    for (let b = from; b < end; b++) {
-      const physical = this.physical(b);
-      out.push(typeof physical === 'number' ? physical : await physical);
-    }
+    const physical = this.physical(from);
+    out.push(typeof physical === 'number' ? physical : await physical);
+    if (from + 1 < end) await this.physicals(from + 1, end - from - 1, out);
   }
 
   /**
