@@ -45,6 +45,7 @@ const tests = {
   cache: [
     'test/cache-page.test.ts',
     'test/cache-page-lock.test.ts',
+    'test/cache-page-table.test.ts',
     'test/cache-read-policy.test.ts',
     'test/cache-mapping.test.ts',
     'test/cache-drop-mapping.test.ts',

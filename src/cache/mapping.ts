@@ -3,6 +3,7 @@ import { joinAdjacent } from '../io/adjacent';
 import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES, type IoRequest } from '../io/request';
 import type { Cache } from './cache';
 import { CLEAN, EMPTY } from './page';
+import { PageTable } from './page-table';
 import { Readahead } from './readahead';
 
 /**
@@ -25,7 +26,7 @@ export const HOLE = -1;
  */
 export class Mapping {
   /** Page index -> frame. */
-  readonly table = new Map<number, number>();
+  readonly table = new PageTable();
   /** Per delta slot: the frames of this mapping dirty in that slot's delta. */
   readonly dirty: number[][];
   /** Its streams' readahead state; undefined when readahead is off. */
