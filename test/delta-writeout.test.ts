@@ -5,7 +5,7 @@ import type { Mapping } from '../src/cache/mapping';
 import { Change } from '../src/delta/change';
 import { slotCountFor } from '../src/delta/number';
 import { Deltas } from '../src/delta/transition';
-import type { DirtyBlock, JournalStage, MetadataDirty, WritePlan } from '../src/delta/writeout';
+import type { DirtyBlock, DirtyRun, JournalStage, MetadataDirty, WritePlan } from '../src/delta/writeout';
 import { Device } from '../src/io/device';
 import { FaultDevice } from './support/fault-device';
 import { inChange } from './support/in-change';
@@ -140,13 +140,16 @@ class RecordingStage implements JournalStage {
     return async (delta: number, blocks: readonly DirtyBlock[], dirty: MetadataDirty): Promise<WritePlan> => {
       this.calls.push({ call: 'plan', delta, homes: blocks.map((b) => b.home) });
       if (this.onPlan) await this.onPlan(dirty);
-      return { logged: blocks.filter((b) => !split(b.home)), redirected: blocks.filter((b) => split(b.home)) };
+      // Each redirected block a run of its own: the writeout must count runs' blocks, not runs.
+      const redirected = blocks.filter((b) => split(b.home)).map((b) => ({ home: b.home, images: [b.image] }));
+      return { logged: blocks.filter((b) => !split(b.home)), redirected };
     };
   }
 
-  async log(delta: number, blocks: readonly DirtyBlock[], redirected: readonly DirtyBlock[] = []): Promise<void> {
-    this.calls.push({ call: 'log', delta, homes: blocks.map((b) => b.home), redirected: redirected.map((b) => b.home) });
-    for (const b of [...blocks, ...redirected]) this.logged.set(b.home, Buffer.from(b.image));
+  async log(delta: number, blocks: readonly DirtyBlock[], redirected: readonly DirtyRun[] = []): Promise<void> {
+    const runBlocks = redirected.flatMap((run) => run.images.map((image, i) => ({ home: run.home + i, image })));
+    this.calls.push({ call: 'log', delta, homes: blocks.map((b) => b.home), redirected: runBlocks.map((b) => b.home) });
+    for (const b of [...blocks, ...runBlocks]) this.logged.set(b.home, Buffer.from(b.image));
     const gate = this.logGate;
     if (gate) await gate;
   }

@@ -12,12 +12,18 @@ export interface DirtyBlock {
   readonly image: Uint8Array;
 }
 
+/** Dirty blocks going to consecutive homes: image i to home `home + i`. */
+export interface DirtyRun {
+  readonly home: number;
+  readonly images: readonly Uint8Array[];
+}
+
 /** Where a delta's blocks go (version 2): logged (then home), or redirected (written once, to new homes). */
 export interface WritePlan {
   /** Images for the log, then their home writes, sorted by home (home-area blocks). */
   readonly logged: readonly DirtyBlock[];
-  /** Blocks written once to their new homes with the log records, sorted by home. */
-  readonly redirected: readonly DirtyBlock[];
+  /** Runs written once to their new homes with the log records, sorted by home, apart. */
+  readonly redirected: readonly DirtyRun[];
 }
 
 /**
@@ -44,7 +50,7 @@ export interface JournalStage {
    */
   plan?(delta: number, blocks: readonly DirtyBlock[], dirty: MetadataDirty): Promise<WritePlan>;
   /** Resolves once the images, the redirected blocks and a commit record are durable, and every earlier delta's. */
-  log(delta: number, blocks: readonly DirtyBlock[], redirected?: readonly DirtyBlock[]): Promise<void>;
+  log(delta: number, blocks: readonly DirtyBlock[], redirected?: readonly DirtyRun[]): Promise<void>;
   /** Writes the images to their homes (after `log` resolved). */
   writeHome(blocks: readonly DirtyBlock[]): Promise<void>;
   /** The home writes of `delta` and of every delta before it have completed: its log space may be checkpointed. */
@@ -132,10 +138,12 @@ async function journaledWriteout(
 ): Promise<void> {
   const collected = await collect(delta, cache);
   let blocks: readonly DirtyBlock[] = collected;
-  let redirected: readonly DirtyBlock[] = [];
+  let redirected: readonly DirtyRun[] = [];
   if (journal.plan && dirty && collected.length > 0) ({ logged: blocks, redirected } = await journal.plan(delta.number, collected, dirty));
-  if (blocks.length + redirected.length > 0) {
-    journal.checkDeltaSize(delta.number, blocks.length, redirected.length);
+  let redirectedBlocks = 0;
+  for (const run of redirected) redirectedBlocks += run.images.length;
+  if (blocks.length + redirectedBlocks > 0) {
+    journal.checkDeltaSize(delta.number, blocks.length, redirectedBlocks);
     await journal.log(delta.number, blocks, redirected);
   }
   if (previous) await previous.durable;
@@ -146,7 +154,7 @@ async function journaledWriteout(
   if (blocks.length > 0) await journal.writeHome(blocks);
   for (const mapping of delta.mappings) cache.written(mapping, delta.slot);
   // Counted once at home (or at their new homes): each logged block also went to the log, which the journal counts.
-  counters.bytesWritten += (blocks.length + redirected.length) * cache.blockSize;
+  counters.bytesWritten += (blocks.length + redirectedBlocks) * cache.blockSize;
   delta.markWritten();
   journal.homeWritten(delta.number);
 }

@@ -7,6 +7,12 @@ export interface BlockImage {
   readonly image: Uint8Array;
 }
 
+/** Consecutive blocks to write: `images[i]` goes to block `home + i`. */
+export interface BlockRun {
+  readonly home: number;
+  readonly images: readonly Uint8Array[];
+}
+
 /**
  * Blocks sorted by home as vectored writes: consecutive homes make one
  * request (up to MAX_REQUEST_BYTES), images adjacent in memory one buffer,
@@ -15,7 +21,7 @@ export interface BlockImage {
  */
 export function writeRuns(blocks: readonly BlockImage[], blockSize: number, firstBlock = 0): IoRequest[] {
   const out: IoRequest[] = [];
-  const maxBlocks = Math.max(1, Math.floor(MAX_REQUEST_BYTES / blockSize));
+  const maxBlocks = blocksPerRequest(blockSize);
   let i = 0;
   while (i < blocks.length) {
     const first = blocks[i].home;
@@ -23,14 +29,34 @@ export function writeRuns(blocks: readonly BlockImage[], blockSize: number, firs
     while (i + n < blocks.length && blocks[i + n].home === first + n && n < maxBlocks) n++;
     const images: Uint8Array[] = new Array(n);
     for (let k = 0; k < n; k++) images[k] = blocks[i + k].image;
-    const buffers = joinAdjacent(images);
-    let offset = (firstBlock + first) * blockSize;
-    for (let j = 0; j < buffers.length; j += MAX_BUFFERS_PER_REQUEST) {
-      const part = buffers.slice(j, j + MAX_BUFFERS_PER_REQUEST);
-      out.push({ op: 'write', offset, buffers: part });
-      for (const b of part) offset += b.byteLength;
-    }
+    pushRun(out, (firstBlock + first) * blockSize, images);
     i += n;
   }
   return out;
+}
+
+/** Runs already made (sorted by home, apart) as the same writes: each run cut at MAX_REQUEST_BYTES. */
+export function runWrites(runs: readonly BlockRun[], blockSize: number, firstBlock = 0): IoRequest[] {
+  const out: IoRequest[] = [];
+  const maxBlocks = blocksPerRequest(blockSize);
+  for (const run of runs) {
+    for (let at = 0; at < run.images.length; at += maxBlocks) {
+      pushRun(out, (firstBlock + run.home + at) * blockSize, run.images.slice(at, at + maxBlocks));
+    }
+  }
+  return out;
+}
+
+function blocksPerRequest(blockSize: number): number {
+  return Math.max(1, Math.floor(MAX_REQUEST_BYTES / blockSize));
+}
+
+/** The writes of consecutive blocks' images from byte `offset`: one request unless it holds too many buffers. */
+function pushRun(out: IoRequest[], offset: number, images: readonly Uint8Array[]): void {
+  const buffers = joinAdjacent(images);
+  for (let j = 0; j < buffers.length; j += MAX_BUFFERS_PER_REQUEST) {
+    const part = buffers.slice(j, j + MAX_BUFFERS_PER_REQUEST);
+    out.push({ op: 'write', offset, buffers: part });
+    for (const b of part) offset += b.byteLength;
+  }
 }

@@ -1,6 +1,6 @@
 import type { MapDirty } from './block-map';
 import type { DeltaJournal } from './delta-journal';
-import type { JournalBlock } from './home-area';
+import type { JournalBlock, JournalRun } from './home-area';
 import type { PlannedDelta, Redirector } from './redirect';
 
 /**
@@ -92,7 +92,7 @@ export class JournalPipeline {
     return run;
   }
 
-  log(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalBlock[] = []): Promise<void> {
+  log(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalRun[] = []): Promise<void> {
     const full = this.full(delta);
     const logged = this.journal.appendDelta(full, blocks, redirected);
     const redirector = this.redirector;

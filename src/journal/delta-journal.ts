@@ -1,5 +1,5 @@
 import type { IoRequest } from '../io/request';
-import type { JournalBlock } from './home-area';
+import type { JournalBlock, JournalRun } from './home-area';
 
 /**
  * What the delta writeout pipeline needs of the journal (`journal: true`).
@@ -71,10 +71,11 @@ export interface DeltaJournal {
    * each image blockSize bytes of aligned memory (slab pages) that must not
    * change until the home writes complete. Delta numbers strictly increase;
    * gaps (empty deltas that were not appended) are allowed. `redirected`
-   * (version 2): blocks written once, to their new homes in the physical
-   * area, before the same flush; the descriptor holds their checksums.
+   * (version 2): runs of blocks written once, to their new homes in the
+   * physical area (sorted by home, apart), before the same flush; the
+   * descriptor holds their checksums.
    */
-  appendDelta(delta: number, blocks: readonly JournalBlock[], redirected?: readonly JournalBlock[]): Promise<void>;
+  appendDelta(delta: number, blocks: readonly JournalBlock[], redirected?: readonly JournalRun[]): Promise<void>;
   /** The vectored writes that put `blocks` at home; submit them only after appendDelta resolved. */
   homeRequests(blocks: readonly JournalBlock[]): IoRequest[];
   /** Runs homeRequests(blocks); a failure fails the journal. */

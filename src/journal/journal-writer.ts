@@ -44,7 +44,7 @@ import type { Slab } from '../io/slab';
 import { allocBlocks } from './block-memory';
 import { crc32c, crc32cOfChunks } from './crc32c';
 import type { DeltaJournal, LogPressure, LogSpace } from './delta-journal';
-import { homeRequests, type JournalBlock } from './home-area';
+import { homeRequests, homeRunRequests, type JournalBlock, type JournalRun } from './home-area';
 import { LogRing } from './log-ring';
 import { descriptorBlocks, encodeCommit, encodeDescriptor, logBlocksFor, maxDeltaBlocks } from './log-record';
 import { replayJournal, type JournalReport } from './replay';
@@ -196,27 +196,33 @@ export class JournalWriter implements DeltaJournal {
     }
   }
 
-  appendDelta(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalBlock[] = []): Promise<void> {
+  appendDelta(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalRun[] = []): Promise<void> {
+    let redirectedBlocks: number;
     try {
       this.checkUsable();
-      this.checkAppend(delta, blocks, redirected);
+      redirectedBlocks = this.checkAppend(delta, blocks, redirected);
     } catch (error) {
       return Promise.reject(error);
     }
     this.queuedDelta = delta;
-    const homes = blocks.map((b) => b.home);
-    const images = blocks.map((b) => b.image);
-    for (const b of redirected) homes.push(b.home);
-    const writes = redirected.length === 0 ? [] : this.homeRequests(redirected);
+    const homes: number[] = new Array(blocks.length + redirectedBlocks);
+    const images: Uint8Array[] = new Array(blocks.length);
+    for (let i = 0; i < blocks.length; i++) {
+      homes[i] = blocks[i].home;
+      images[i] = blocks[i].image;
+    }
+    let k = blocks.length;
+    for (const run of redirected) for (let i = 0; i < run.images.length; i++) homes[k++] = run.home + i;
+    const writes = redirected.length === 0 ? [] : homeRunRequests(this.superblock.dataStart, this.blockSize, redirected);
     // The images are frozen: their checksums can be taken now, while an earlier append waits on
     // the device; a large delta's on the thread pool, off the JS thread (see checksumsOf).
-    const checksums = checksumsOf(images, writes, redirected.length, this.blockSize);
+    const checksums = checksumsOf(images, writes, redirectedBlocks, this.blockSize);
     // Awaited by the append; should it end first (an earlier delta failed), a failed job is not left unhandled.
     if (checksums instanceof Promise) checksums.catch(() => undefined);
     const previous = { written: this.appendsWritten, durable: this.appendsDurable };
     let written!: () => void;
     this.appendsWritten = new Promise<void>((resolve) => (written = resolve));
-    const run = this.append(delta, homes, checksums, images, writes, redirected.length, previous, written);
+    const run = this.append(delta, homes, checksums, images, writes, redirectedBlocks, previous, written);
     this.appendsDurable = run.then(
       () => true,
       () => false,
@@ -378,32 +384,60 @@ export class JournalWriter implements DeltaJournal {
     this.wake();
   }
 
-  private checkAppend(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalBlock[]): void {
+  /** Checks an append's arguments; the number of redirected blocks. */
+  private checkAppend(delta: number, blocks: readonly JournalBlock[], redirected: readonly JournalRun[]): number {
     if (!Number.isSafeInteger(delta) || delta <= this.queuedDelta) {
       throw new RangeError(`delta must be an integer greater than ${this.queuedDelta} (deltas are appended in order), got ${describe(delta)}`);
     }
     if (!Array.isArray(blocks)) throw new TypeError(`blocks must be an array, got ${describe(blocks)}`);
     if (!Array.isArray(redirected)) throw new TypeError(`redirected must be an array, got ${describe(redirected)}`);
     if (redirected.length > 0 && this.superblock.version !== 2) throw new RangeError('only a volume of version 2 redirects blocks');
-    this.checkDeltaSize(delta, blocks.length, redirected.length);
-    this.checkBlocks('blocks', blocks, 0);
-    this.checkBlocks('redirected', redirected, this.physicalStart);
+    this.checkBlocks(blocks);
+    const redirectedBlocks = this.checkRuns(redirected);
+    this.checkDeltaSize(delta, blocks.length, redirectedBlocks);
+    return redirectedBlocks;
   }
 
-  private checkBlocks(name: string, blocks: readonly JournalBlock[], lowest: number): void {
+  private checkBlocks(blocks: readonly JournalBlock[]): void {
     let previous = -1;
     for (let i = 0; i < blocks.length; i++) {
       const b: unknown = blocks[i];
-      if (typeof b !== 'object' || b === null) throw new TypeError(`${name}[${i}] must be { home, image }, got ${describe(b)}`);
+      if (typeof b !== 'object' || b === null) throw new TypeError(`blocks[${i}] must be { home, image }, got ${describe(b)}`);
       const { home, image } = b as JournalBlock;
-      if (!Number.isSafeInteger(home) || home < lowest || home >= this.homeBlocks) {
-        throw new RangeError(`${name}[${i}].home must be an integer from ${lowest} to ${this.homeBlocks - 1}, got ${describe(home)}`);
+      if (!Number.isSafeInteger(home) || home < 0 || home >= this.homeBlocks) {
+        throw new RangeError(`blocks[${i}].home must be an integer from 0 to ${this.homeBlocks - 1}, got ${describe(home)}`);
       }
-      if (home <= previous) throw new RangeError(`${name} must be sorted by strictly ascending home: ${name}[${i}].home ${home} follows ${previous}`);
+      if (home <= previous) throw new RangeError(`blocks must be sorted by strictly ascending home: blocks[${i}].home ${home} follows ${previous}`);
       previous = home;
-      if (!(image instanceof Uint8Array) || image.byteLength !== this.blockSize) {
-        throw new TypeError(`${name}[${i}].image must be a Uint8Array of ${this.blockSize} bytes, got ${describe(image)}`);
+      this.checkImage(`blocks[${i}].image`, image);
+    }
+  }
+
+  /** Runs in the physical area, sorted by home and apart; the number of blocks in them. */
+  private checkRuns(runs: readonly JournalRun[]): number {
+    let end = this.physicalStart;
+    let count = 0;
+    for (let i = 0; i < runs.length; i++) {
+      const run: unknown = runs[i];
+      if (typeof run !== 'object' || run === null) throw new TypeError(`redirected[${i}] must be { home, images }, got ${describe(run)}`);
+      const { home, images } = run as JournalRun;
+      if (!Array.isArray(images) || images.length === 0) throw new TypeError(`redirected[${i}].images must be a non-empty array, got ${describe(images)}`);
+      if (!Number.isSafeInteger(home) || home < this.physicalStart || home + images.length > this.homeBlocks) {
+        throw new RangeError(
+          `redirected[${i}] must lie in blocks ${this.physicalStart} to ${this.homeBlocks - 1}, got ${images.length} blocks from ${describe(home)}`,
+        );
       }
+      if (home < end && i > 0) throw new RangeError(`redirected runs must be sorted by home and apart: redirected[${i}] starts at ${home}, before ${end}`);
+      end = home + images.length;
+      for (let k = 0; k < images.length; k++) this.checkImage(`redirected[${i}].images[${k}]`, images[k]);
+      count += images.length;
+    }
+    return count;
+  }
+
+  private checkImage(what: string, image: unknown): void {
+    if (!(image instanceof Uint8Array) || image.byteLength !== this.blockSize) {
+      throw new TypeError(`${what} must be a Uint8Array of ${this.blockSize} bytes, got ${describe(image)}`);
     }
   }
 

@@ -43,7 +43,7 @@
  */
 import type { Allocator, Run } from './allocator';
 import type { MapDirty, VolumeMap } from './block-map';
-import type { JournalBlock } from './home-area';
+import type { JournalBlock, JournalRun } from './home-area';
 
 /**
  * 64 KiB: at this size a run's map change (one entry per block, one or two
@@ -66,7 +66,8 @@ export const DEFAULT_REDIRECT_BYTES = 64 << 10;
 
 export interface PlannedDelta {
   readonly logged: JournalBlock[];
-  readonly redirected: JournalBlock[];
+  /** Runs of new homes, each allocated whole: a block's own object is not needed (a stream's delta has thousands). */
+  readonly redirected: JournalRun[];
 }
 
 export interface RedirectCounters {
@@ -161,7 +162,8 @@ export class Redirector {
     // Every run's lookups need their map blocks: those not cached are read together, now.
     this.map.prefetch(runs.map(([from, to]) => [blocks[from].home, blocks[to - 1].home + 1]));
     const logged: JournalBlock[] = [];
-    const redirected: JournalBlock[] = [];
+    const redirected: JournalRun[] = [];
+    let redirectedBlocks = 0;
     const touched = new Map<number, Buffer>();
     const freed: number[] = [];
     const pinnedNow: number[] = [];
@@ -176,7 +178,10 @@ export class Redirector {
           const lookup = this.map.physicals(volumeFirst, run.length, freed);
           if (lookup !== undefined) await lookup;
           await this.map.setRun(volumeFirst, run.start, run.length, dirty, touched);
-          for (let p = run.start; p < run.start + run.length; p++, at++) redirected.push({ home: start + p, image: blocks[at].image });
+          const images: Uint8Array[] = new Array(run.length);
+          for (let k = 0; k < run.length; k++, at++) images[k] = blocks[at].image;
+          redirected.push({ home: start + run.start, images });
+          redirectedBlocks += run.length;
         }
       }
       for (; at < to; at++) {
@@ -200,7 +205,7 @@ export class Redirector {
     for (const p of pinnedNow) this.pinned.set(p, delta);
     if (pinnedNow.length > 0) this.pins.push({ delta, physicals: pinnedNow });
     const mapBlocks = this.map.seal(touched);
-    this.counters.redirectedBlocks += redirected.length;
+    this.counters.redirectedBlocks += redirectedBlocks;
     this.counters.loggedBlocks += logged.length;
     this.counters.mapBlocksLogged += mapBlocks.length;
     const all = mapBlocks.length === 0 ? logged : mapBlocks.concat(logged);
@@ -235,8 +240,8 @@ export class Redirector {
   }
 }
 
-/** Sorts by home, unless already sorted (a stream's redirected blocks are, allocated next-fit). */
-function sortByHome(blocks: JournalBlock[]): void {
+/** Sorts by home, unless already sorted (a stream's redirected runs are, allocated next-fit). */
+function sortByHome(blocks: { readonly home: number }[]): void {
   for (let i = 1; i < blocks.length; i++) {
     if (blocks[i].home < blocks[i - 1].home) {
       blocks.sort((a, b) => a.home - b.home);
