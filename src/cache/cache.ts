@@ -230,23 +230,31 @@ export class Cache {
    * under it. Every refusal rejects.
    */
   operate<T>(mapping: unknown, block: unknown, op: (target: Mapping) => T | Promise<T>): Promise<T> {
-    return this.counted(mapping, (target) => target.checkBlock(block), op);
+    let target: Mapping;
+    try {
+      target = this.target(mapping);
+      target.checkBlock(block);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.counted(target, op);
   }
 
   /** `operate` for a run of `count` blocks from `first`. */
   operateRange<T>(mapping: unknown, first: unknown, count: unknown, op: (target: Mapping) => T | Promise<T>): Promise<T> {
-    return this.counted(mapping, (target) => target.checkRange(first, count), op);
-  }
-
-  private counted<T>(mapping: unknown, check: (target: Mapping) => void, op: (target: Mapping) => T | Promise<T>): Promise<T> {
     let target: Mapping;
-    let result: T | Promise<T>;
     try {
       target = this.target(mapping);
-      check(target);
+      target.checkRange(first, count);
     } catch (error) {
       return Promise.reject(error);
     }
+    return this.counted(target, op);
+  }
+
+  /** Runs `op` on a checked mapping, counted in flight on it until what it returns has settled. */
+  private counted<T>(target: Mapping, op: (target: Mapping) => T | Promise<T>): Promise<T> {
+    let result: T | Promise<T>;
     target.operations++;
     try {
       result = op(target);
