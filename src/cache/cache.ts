@@ -300,6 +300,11 @@ export class Cache {
     return this.pool.view(frame, block * this.blockSize, this.blockSize);
   }
 
+  /** A block's memory in a frame as a plain Uint8Array: an image for the cache's own writes. */
+  image(frame: number, block: number): Uint8Array {
+    return this.pool.image(frame, block * this.blockSize, this.blockSize);
+  }
+
   pin(frame: number): void {
     this.pages.busy[frame]++;
     this.lru.remove(frame);

@@ -89,6 +89,18 @@ export class PagePool {
     return Buffer.from(slab.memory, (frame - s * this.slabPages) * this.pageSize + offset, length);
   }
 
+  /**
+   * `view` as a plain Uint8Array, for the cache's own I/O (a delta's images):
+   * no Buffer's argument checks, which a writeout would pay for every block.
+   */
+  image(frame: number, offset: number, length: number): Uint8Array {
+    const s = Math.floor(frame / this.slabPages);
+    const slab = this.slabs[s];
+    if (this.released) throw new BlockforkError('ERR_VOLUME_CLOSED', 'the page memory has been released: the volume is closed');
+    if (this.allocated[frame] !== 1 || slab === undefined) assert.fail(`page frame ${frame} used after it was freed`);
+    return new Uint8Array(slab.memory, (frame - s * this.slabPages) * this.pageSize + offset, length);
+  }
+
   copy(target: number, source: number): void {
     copyPage(this.view(target, 0, this.pageSize), this.view(source, 0, this.pageSize));
   }
