@@ -25,7 +25,7 @@ export { DeltaLock } from './delta/lock';
 export { blockdirty, canModifyInPlace, dirtyInThisDelta } from './delta/fork';
 export type { Writer } from './delta/fork';
 export { deltaBefore, nextDelta } from './delta/number';
-export type { JournalStage, DirtyBlock } from './delta/writeout';
+export type { JournalStage, DirtyBlock, DirtyRun, WritePlan } from './delta/writeout';
 
 export { Device, DEFAULT_QUEUE_DEPTH } from './io/device';
 export type { DeviceOptions, EngineKind } from './io/device';
