@@ -9,7 +9,7 @@ import { systemError } from '../src/io/errors';
 import type { BlockIo, IoRequest, IoResult } from '../src/io/request';
 import type { Slab } from '../src/io/slab';
 import { allocBlocks } from '../src/journal/block-memory';
-import type { JournalBlock } from '../src/journal/home-area';
+import type { JournalBlock, JournalRun } from '../src/journal/home-area';
 import { JournalWriter } from '../src/journal/journal-writer';
 import { descriptorBlocks, logBlocksFor } from '../src/journal/log-record';
 import { inspectJournal, replayInMemory, replayJournal } from '../src/journal/replay';
@@ -333,6 +333,30 @@ describe('journal: append and replay', () => {
       await assert.rejects(journal.appendDelta(1, [{ home: 1, image: Buffer.alloc(100) }]), { name: 'TypeError', message: /image must be a Uint8Array of 512 bytes/ });
       await assert.rejects(journal.appendDelta(1, null as unknown as JournalBlock[]), { name: 'TypeError' });
       await assert.rejects(journal.checkpoint(3), { name: 'RangeError', message: /cannot checkpoint delta 3: the last delta appended is 0/ });
+    });
+
+    it('refuses bad redirected runs with TypeError/RangeError before any I/O, and runs on a version 1 volume', async () => {
+      const v2 = await device('v2.img');
+      await formatVolume(v2, { blockSize: B, logBlocks: 64, version: 2 });
+      const journal = (await JournalWriter.open(v2)).journal;
+      const [a, b, c] = images(1, [1, 2, 3]).map((x) => x.image);
+      const p = journal.physicalStart;
+      const bad: [unknown, string, RegExp][] = [
+        [[null], 'TypeError', /redirected\[0\] must be \{ home, images \}/],
+        [[{ home: p, images: [] }], 'TypeError', /redirected\[0\]\.images must be a non-empty array/],
+        [[{ home: p - 1, images: [a] }], 'RangeError', /redirected\[0\] must lie in blocks/],
+        [[{ home: journal.homeBlocks - 1, images: [a, b] }], 'RangeError', /redirected\[0\] must lie in blocks/],
+        [[{ home: p + 4, images: [a, b] }, { home: p + 5, images: [c] }], 'RangeError', /sorted by home and apart: redirected\[1\] starts at/],
+        [[{ home: p, images: [a, Buffer.alloc(100)] }], 'TypeError', /redirected\[0\]\.images\[1\] must be a Uint8Array of 512 bytes/],
+      ];
+      for (const [runs, name, message] of bad) await assert.rejects(journal.appendDelta(1, [], runs as JournalRun[]), { name, message });
+      // Nothing was appended: delta 1 is still the next one, and good runs go through.
+      await journal.appendDelta(1, [], [{ home: p, images: [a, b] }, { home: p + 2, images: [c] }]);
+
+      const d = await device('v1.img');
+      await formatVolume(d, { blockSize: B, logBlocks: 64, version: 1 });
+      const v1 = (await JournalWriter.open(d)).journal;
+      await assert.rejects(v1.appendDelta(1, [], [{ home: 10, images: [a] }]), { name: 'RangeError', message: 'only a volume of version 2 redirects blocks' });
     });
 
     it('waits when the log is full, says so through onPressure, and goes on once a checkpoint frees space', async () => {
