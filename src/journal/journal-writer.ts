@@ -409,7 +409,7 @@ export class JournalWriter implements DeltaJournal {
       }
       if (home <= previous) throw new RangeError(`blocks must be sorted by strictly ascending home: blocks[${i}].home ${home} follows ${previous}`);
       previous = home;
-      this.checkImage(`blocks[${i}].image`, image);
+      if (!this.isImage(image)) throw this.imageError(`blocks[${i}].image`, image);
     }
   }
 
@@ -429,16 +429,19 @@ export class JournalWriter implements DeltaJournal {
       }
       if (home < end && i > 0) throw new RangeError(`redirected runs must be sorted by home and apart: redirected[${i}] starts at ${home}, before ${end}`);
       end = home + images.length;
-      for (let k = 0; k < images.length; k++) this.checkImage(`redirected[${i}].images[${k}]`, images[k]);
+      for (let k = 0; k < images.length; k++) if (!this.isImage(images[k])) throw this.imageError(`redirected[${i}].images[${k}]`, images[k]);
       count += images.length;
     }
     return count;
   }
 
-  private checkImage(what: string, image: unknown): void {
-    if (!(image instanceof Uint8Array) || image.byteLength !== this.blockSize) {
-      throw new TypeError(`${what} must be a Uint8Array of ${this.blockSize} bytes, got ${describe(image)}`);
-    }
+  private isImage(image: unknown): boolean {
+    return image instanceof Uint8Array && image.byteLength === this.blockSize;
+  }
+
+  /** Made only when an image is bad: its name is built per block otherwise. */
+  private imageError(what: string, image: unknown): TypeError {
+    return new TypeError(`${what} must be a Uint8Array of ${this.blockSize} bytes, got ${describe(image)}`);
   }
 
   private checkUsable(): void {
