@@ -19,6 +19,35 @@ describe('Volume: the public face (real Device, O_DIRECT temp file)', () => {
 
   afterEach(() => temp.remove());
 
+  it('read() and readRange() of a small block give memory of their own: its ArrayBuffer transfers to a worker and takes no other copy with it', async () => {
+    // Below 4 KiB, Buffer.from and Buffer.allocUnsafe cut Node's shared pool: a transfer would detach every copy in it.
+    const vol = await open(temp.file(), { size: MiB, blockSize: 512, pageSize: 4096 });
+    try {
+      await vol.change(async (tx) => {
+        (await tx.overwrite(1)).fill(1);
+        (await tx.overwrite(2)).fill(2);
+      });
+      const pairs = [
+        await Promise.all([vol.read(1), vol.read(2)]),
+        await vol.change((tx) => Promise.all([tx.read(1), tx.read(2)])),
+        await Promise.all([vol.readRange(1, 1), vol.readRange(2, 1)]),
+        await vol.change((tx) => Promise.all([tx.readRange(1, 1), tx.readRange(2, 1)])),
+      ];
+      for (const [a, b] of pairs) {
+        assert.equal(a.buffer.byteLength, 512, 'the copy is its ArrayBuffer whole');
+        assert.equal(a.byteOffset, 0);
+        const { port1, port2 } = new MessageChannel();
+        port1.postMessage(a.buffer, [a.buffer as ArrayBuffer]);
+        port1.close();
+        port2.close();
+        assert.equal(a.byteLength, 0, 'transferred: this copy is detached');
+        assert.deepEqual(b, Buffer.alloc(512, 2), 'the other copy is untouched');
+      }
+    } finally {
+      await vol.close();
+    }
+  });
+
   it('opens a new sparse file, changes, reads, commits, closes, and reopens what was committed', async () => {
     const path = temp.file();
     const vol = await open(path, { size: 4 * MiB, blockSize: 4096 });

@@ -290,9 +290,20 @@ export class Cache {
     if (frame !== undefined && this.pages.states[frame * this.perPage + head] !== EMPTY) {
       this.lru.touch(frame);
       this.used(mapping, frame);
-      return Buffer.from(this.view(frame, head));
+      return this.copyOf(frame, head);
     }
     return this.copyOutRead(mapping, block, head);
+  }
+
+  /**
+   * A copy of a block of a frame in memory of its own: never Node's shared
+   * pool (which Buffer.allocUnsafe uses below 4 KiB), so that the caller may
+   * transfer its ArrayBuffer to a worker without taking other copies with it.
+   */
+  private copyOf(frame: number, block: number): Buffer {
+    const copy = Buffer.allocUnsafeSlow(this.blockSize);
+    copy.set(this.image(frame, block));
+    return copy;
   }
 
   /** A block's view in a frame. */
@@ -471,7 +482,8 @@ export class Cache {
 
   /** A copy of blocks `first` to `first + count - 1` as the cache holds them now, read first where they are not cached. */
   async copyRange(mapping: Mapping, first: number, count: number): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(count * this.blockSize);
+    // Never from Node's shared pool (see copyOf).
+    const out = Buffer.allocUnsafeSlow(count * this.blockSize);
     const step = this.rangeLimit * this.perPage;
     for (let start = first; start < first + count; start += step) {
       const n = Math.min(step, first + count - start);
@@ -479,7 +491,7 @@ export class Cache {
       const firstPage = Math.floor(start / this.perPage);
       for (let b = start; b < start + n; b++) {
         const p = Math.floor(b / this.perPage);
-        this.view(frames[p - firstPage], b - p * this.perPage).copy(out, (b - first) * this.blockSize);
+        out.set(this.image(frames[p - firstPage], b - p * this.perPage), (b - first) * this.blockSize);
       }
       for (const frame of frames) this.unpin(frame);
     }
@@ -705,7 +717,7 @@ export class Cache {
 
   private async copyOutRead(mapping: Mapping, block: number, head: number): Promise<Buffer> {
     const frame = await this.uptodate(mapping, block);
-    const copy = Buffer.from(this.view(frame, head));
+    const copy = this.copyOf(frame, head);
     this.unpin(frame);
     return copy;
   }
