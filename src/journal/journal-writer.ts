@@ -427,7 +427,7 @@ export class JournalWriter implements DeltaJournal {
           `redirected[${i}] must lie in blocks ${this.physicalStart} to ${this.homeBlocks - 1}, got ${images.length} blocks from ${describe(home)}`,
         );
       }
-      if (home < end && i > 0) throw new RangeError(`redirected runs must be sorted by home and apart: redirected[${i}] starts at ${home}, before ${end}`);
+      if (home < end) throw new RangeError(`redirected runs must be sorted by home and apart: redirected[${i}] starts at ${home}, before ${end}`);
       end = home + images.length;
       for (let k = 0; k < images.length; k++) if (!this.isImage(images[k])) throw this.imageError(`redirected[${i}].images[${k}]`, images[k]);
       count += images.length;
