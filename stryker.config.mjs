@@ -26,6 +26,7 @@ const tests = {
     'test/delta-group-commit.test.ts',
     'test/delta-lock.test.ts',
     'test/journal-replayed-view.test.ts',
+    'test/journal-replay-redirected.test.ts',
   ],
   delta: [
     'test/delta-pipeline.test.ts',
