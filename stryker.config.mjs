@@ -27,6 +27,7 @@ const tests = {
     'test/delta-lock.test.ts',
     'test/journal-replayed-view.test.ts',
     'test/journal-replay-redirected.test.ts',
+    'test/journal-checkpoint-policy.test.ts',
   ],
   delta: [
     'test/delta-pipeline.test.ts',

@@ -537,6 +537,10 @@ describe('journal format version 2: redirect-on-write', function () {
     });
     await vol.commit();
     assert.equal(redirect().redirectedBlocks, R);
+    // Half the reserve free (the unpinned half of the old places), frees held, no plan waiting: not yet a reason to checkpoint.
+    await until(() => vol.stats().deltasInFlight === 0, 'delta 2 at home');
+    assert.equal(redirect().freeBlocks, R / 2);
+    assert.equal(vol.stats().journal?.checkpoints, 0, 'no checkpoint at half the reserve');
     // Delta 3: another run of the reserve's size. Free is at most the unpinned half until a checkpoint releases the rest:
     // the plan waits for it rather than logging part of the run.
     await vol.change(async (tx) => {
@@ -702,6 +706,7 @@ describe('journal format version 2: redirect-on-write', function () {
     assert.ok(redirect);
     // Commits may group (a delta that closes while the one before is in flight takes the next change too): whole runs either way.
     assert.equal(redirect.loggedBlocks, 0, 'no block of any run was logged for want of reserve');
+    assert.equal(vol.stats().journal?.checkpoints, 0, 'no frees held: the reserve running low is no reason to checkpoint');
     assert.ok(redirect.redirectedBlocks >= 2 * R && redirect.redirectedBlocks % R === 0, `whole runs redirected (${redirect.redirectedBlocks} blocks)`);
     await vol.close();
     const again = await openV2(path);
