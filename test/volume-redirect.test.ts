@@ -531,6 +531,7 @@ describe('journal format version 2: redirect-on-write', function () {
     });
     await vol.commit();
     assert.equal(redirect().loggedBlocks, R / 2);
+    await until(() => vol.stats().deltasInFlight === 0, 'delta 1 at home (before delta 2 holds frees, or its home writes would ask for a checkpoint)');
     // Delta 2: 0..127 as one run, redirected into the whole reserve; of the places it leaves, the pinned half is held.
     await vol.change(async (tx) => {
       for (let b = 0; b < R; b++) stamp(await tx.overwrite(b), b, 2);
