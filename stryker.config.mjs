@@ -28,6 +28,7 @@ const tests = {
     'test/journal-replayed-view.test.ts',
     'test/journal-replay-redirected.test.ts',
     'test/journal-checkpoint-policy.test.ts',
+    'test/journal-writer-checks.test.ts',
   ],
   delta: [
     'test/delta-pipeline.test.ts',
