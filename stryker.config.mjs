@@ -29,6 +29,7 @@ const tests = {
     'test/journal-replay-redirected.test.ts',
     'test/journal-checkpoint-policy.test.ts',
     'test/journal-writer-checks.test.ts',
+    'test/journal-format-checks.test.ts',
   ],
   delta: [
     'test/delta-pipeline.test.ts',
