@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { crc32c } from '../src/journal/crc32c';
 import { checkCommit, decodeDescriptor, decodeDescriptorHeader, encodeCommit, encodeDescriptor } from '../src/journal/log-record';
 import { decodeSuperblock, encodeSuperblock, type Superblock } from '../src/journal/superblock';
+import { planLayout } from '../src/journal/volume-format';
 
 /**
  * Each check that keeps a wrong superblock or record out, one at a time:
@@ -72,6 +73,30 @@ describe('journal: the checks that keep a wrong superblock or record out', () =>
         assert.throws(() => decodeSuperblock(bytes, 0), { code: 'ERR_SUPERBLOCK_CORRUPT', message });
       });
     }
+
+    describe('version 2: the map, its summary and the physical area', () => {
+      const layout = planLayout(MiB, B, 16, 2, 8);
+      const GOOD2: Superblock = { ...GOOD, ...layout };
+      it('accepts the layout format makes, and a physical area of exactly the volume\'s blocks', () => {
+        assert.ok(GOOD2.summaryBlocks === 1 && GOOD2.mapBlocks === 1 && GOOD2.physicalBlocks === GOOD2.blockCount + 8);
+        assert.deepEqual(decodeSuperblock(encoded(GOOD2), 0), GOOD2);
+        assert.equal(decodeSuperblock(encoded({ ...GOOD2, physicalBlocks: GOOD2.blockCount }), 0).physicalBlocks, GOOD2.blockCount);
+      });
+      const refused2: [string, Partial<Superblock>, RegExp][] = [
+        ['a map too small for its volume', { mapBlocks: 0 }, new RegExp(`^block map of 0 blocks, but ${GOOD2.blockCount} volume blocks need 1`)],
+        ['a map too large for its volume', { mapBlocks: 2 }, /block map of 2 blocks, but \d+ volume blocks need 1/],
+        ['a summary of the wrong size', { summaryBlocks: 2 }, /map summary of 2 blocks, but 1 map blocks need 1/],
+        ['a physical area smaller than the volume', { physicalBlocks: GOOD2.blockCount - 1 }, new RegExp(`physical area of ${GOOD2.blockCount - 1} blocks is smaller than the ${GOOD2.blockCount} volume blocks`)],
+        ['a physical area past what a map entry names', { physicalBlocks: 0xffff_ffff }, /physical area of 4294967295 blocks exceeds the 4294967294 a map entry can name/],
+        ['a physical area of the most a map entry names, past the device', { physicalBlocks: 0xffff_fffe }, /data area ends at byte \d+, past the device size 1048576/],
+        ['a physical area past the device', { physicalBlocks: GOOD2.physicalBlocks + 1 }, /data area ends at byte 1052672, past the device size 1048576/],
+      ];
+      for (const [what, change, message] of refused2) {
+        it(`refuses ${what}`, () => {
+          assert.throws(() => decodeSuperblock(encoded({ ...GOOD2, ...change }), 0), { code: 'ERR_SUPERBLOCK_CORRUPT', message });
+        });
+      }
+    });
 
     it('refuses a sequence found in the other copy (a copy is sequence mod 2)', () => {
       assert.throws(() => decodeSuperblock(encoded({ ...GOOD, sequence: 3 }), 0), { message: /sequence 3 belongs in copy 1, found in copy 0/ });
