@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { crc32c } from '../src/journal/crc32c';
-import { checkCommit, decodeDescriptor, decodeDescriptorHeader, encodeCommit, encodeDescriptor } from '../src/journal/log-record';
+import { checkCommit, decodeDescriptor, decodeDescriptorHeader, DESCRIPTOR_MAGIC, descriptorBlocks, encodeCommit, encodeDescriptor, logBlocksFor, MAX_REDIRECTED, maxDeltaBlocks } from '../src/journal/log-record';
 import { decodeSuperblock, encodeSuperblock, type Superblock } from '../src/journal/superblock';
 import { planLayout } from '../src/journal/volume-format';
 
@@ -110,6 +110,35 @@ describe('journal: the checks that keep a wrong superblock or record out', () =>
   });
 
   describe('descriptor and commit record', () => {
+    it('the most images a log of N blocks holds: descriptor, images and commit record fill it, one more would not fit', () => {
+      for (const [logBlocks, blockSize, most] of [[64, 512, 61], [16, 4096, 14], [3, 4096, 1], [2, 4096, 0], [1, 4096, 0], [0, 4096, 0]] as const) {
+        assert.equal(maxDeltaBlocks(logBlocks, blockSize), most, `${logBlocks} blocks of ${blockSize}`);
+        if (most > 0) assert.ok(logBlocksFor(most, blockSize) <= logBlocks && logBlocksFor(most + 1, blockSize) > logBlocks);
+      }
+    });
+
+    it('a version 2 header may list up to 2^24 redirected blocks, not one more', () => {
+      function header(count: number, redirected: number): Buffer {
+        const bytes = Buffer.alloc(B);
+        DESCRIPTOR_MAGIC.copy(bytes, 0);
+        bytes.writeBigUInt64LE(0x77n, 8);
+        bytes.writeBigUInt64LE(40n, 16);
+        bytes.writeBigUInt64LE(5n, 24);
+        bytes.writeUInt32LE(count, 32);
+        bytes.writeUInt32LE(descriptorBlocks(count, B, redirected), 36);
+        bytes.writeUInt32LE(redirected, 40);
+        return bytes;
+      }
+      const v2 = { volumeId: 0x77n, position: 40, after: 4, redirects: true };
+      const most = decodeDescriptorHeader(header(2, MAX_REDIRECTED), B, 100, v2);
+      assert.ok(most.ok && most.value.redirected === MAX_REDIRECTED);
+      const over = decodeDescriptorHeader(header(2, MAX_REDIRECTED + 1), B, 100, v2);
+      assert.deepEqual(over, { ok: false, kind: 'torn', reason: `descriptor at log position 40 is damaged: 2 images and ${MAX_REDIRECTED + 1} redirected blocks in ${descriptorBlocks(2, B, MAX_REDIRECTED + 1)} blocks cannot be` });
+      // Version 1 reads that field as flags: not a count of redirected blocks, whatever it holds.
+      const v1 = decodeDescriptorHeader(header(2, 400), B, 100, { ...v2, redirects: false });
+      assert.deepEqual(v1, { ok: false, kind: 'torn', reason: `descriptor at log position 40 is damaged: 2 images in ${descriptorBlocks(2, B, 400)} blocks cannot be` });
+    });
+
     const expected = { volumeId: 0x77n, position: 40, after: 4 };
     const images = [Buffer.alloc(B, 1), Buffer.alloc(B, 2)];
     function descriptorBytes(delta = 5, patch?: (b: Buffer) => void): Buffer {
