@@ -26,6 +26,10 @@ const tests = {
     'test/delta-group-commit.test.ts',
     'test/delta-lock.test.ts',
     'test/journal-replayed-view.test.ts',
+    'test/journal-replay-redirected.test.ts',
+    'test/journal-checkpoint-policy.test.ts',
+    'test/journal-writer-checks.test.ts',
+    'test/journal-format-checks.test.ts',
   ],
   delta: [
     'test/delta-pipeline.test.ts',

@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { crc32c } from '../src/journal/crc32c';
-import { checkCommit, decodeDescriptor, decodeDescriptorHeader, encodeCommit, encodeDescriptor } from '../src/journal/log-record';
+import { checkCommit, decodeDescriptor, decodeDescriptorHeader, DESCRIPTOR_MAGIC, descriptorBlocks, encodeCommit, encodeDescriptor, logBlocksFor, MAX_REDIRECTED, maxDeltaBlocks } from '../src/journal/log-record';
 import { decodeSuperblock, encodeSuperblock, type Superblock } from '../src/journal/superblock';
+import { planLayout } from '../src/journal/volume-format';
 
 /**
  * Each check that keeps a wrong superblock or record out, one at a time:
@@ -73,6 +74,30 @@ describe('journal: the checks that keep a wrong superblock or record out', () =>
       });
     }
 
+    describe('version 2: the map, its summary and the physical area', () => {
+      const layout = planLayout(MiB, B, 16, 2, 8);
+      const GOOD2: Superblock = { ...GOOD, ...layout };
+      it('accepts the layout format makes, and a physical area of exactly the volume\'s blocks', () => {
+        assert.ok(GOOD2.summaryBlocks === 1 && GOOD2.mapBlocks === 1 && GOOD2.physicalBlocks === GOOD2.blockCount + 8);
+        assert.deepEqual(decodeSuperblock(encoded(GOOD2), 0), GOOD2);
+        assert.equal(decodeSuperblock(encoded({ ...GOOD2, physicalBlocks: GOOD2.blockCount }), 0).physicalBlocks, GOOD2.blockCount);
+      });
+      const refused2: [string, Partial<Superblock>, RegExp][] = [
+        ['a map too small for its volume', { mapBlocks: 0 }, new RegExp(`^block map of 0 blocks, but ${GOOD2.blockCount} volume blocks need 1`)],
+        ['a map too large for its volume', { mapBlocks: 2 }, /block map of 2 blocks, but \d+ volume blocks need 1/],
+        ['a summary of the wrong size', { summaryBlocks: 2 }, /map summary of 2 blocks, but 1 map blocks need 1/],
+        ['a physical area smaller than the volume', { physicalBlocks: GOOD2.blockCount - 1 }, new RegExp(`physical area of ${GOOD2.blockCount - 1} blocks is smaller than the ${GOOD2.blockCount} volume blocks`)],
+        ['a physical area past what a map entry names', { physicalBlocks: 0xffff_ffff }, /physical area of 4294967295 blocks exceeds the 4294967294 a map entry can name/],
+        ['a physical area of the most a map entry names, past the device', { physicalBlocks: 0xffff_fffe }, /data area ends at byte \d+, past the device size 1048576/],
+        ['a physical area past the device', { physicalBlocks: GOOD2.physicalBlocks + 1 }, /data area ends at byte 1052672, past the device size 1048576/],
+      ];
+      for (const [what, change, message] of refused2) {
+        it(`refuses ${what}`, () => {
+          assert.throws(() => decodeSuperblock(encoded({ ...GOOD2, ...change }), 0), { code: 'ERR_SUPERBLOCK_CORRUPT', message });
+        });
+      }
+    });
+
     it('refuses a sequence found in the other copy (a copy is sequence mod 2)', () => {
       assert.throws(() => decodeSuperblock(encoded({ ...GOOD, sequence: 3 }), 0), { message: /sequence 3 belongs in copy 1, found in copy 0/ });
       assert.equal(decodeSuperblock(encoded({ ...GOOD, sequence: 3 }), 1).sequence, 3);
@@ -85,6 +110,35 @@ describe('journal: the checks that keep a wrong superblock or record out', () =>
   });
 
   describe('descriptor and commit record', () => {
+    it('the most images a log of N blocks holds: descriptor, images and commit record fill it, one more would not fit', () => {
+      for (const [logBlocks, blockSize, most] of [[64, 512, 61], [16, 4096, 14], [3, 4096, 1], [2, 4096, 0], [1, 4096, 0], [0, 4096, 0]] as const) {
+        assert.equal(maxDeltaBlocks(logBlocks, blockSize), most, `${logBlocks} blocks of ${blockSize}`);
+        if (most > 0) assert.ok(logBlocksFor(most, blockSize) <= logBlocks && logBlocksFor(most + 1, blockSize) > logBlocks);
+      }
+    });
+
+    it('a version 2 header may list up to 2^24 redirected blocks, not one more', () => {
+      function header(count: number, redirected: number): Buffer {
+        const bytes = Buffer.alloc(B);
+        DESCRIPTOR_MAGIC.copy(bytes, 0);
+        bytes.writeBigUInt64LE(0x77n, 8);
+        bytes.writeBigUInt64LE(40n, 16);
+        bytes.writeBigUInt64LE(5n, 24);
+        bytes.writeUInt32LE(count, 32);
+        bytes.writeUInt32LE(descriptorBlocks(count, B, redirected), 36);
+        bytes.writeUInt32LE(redirected, 40);
+        return bytes;
+      }
+      const v2 = { volumeId: 0x77n, position: 40, after: 4, redirects: true };
+      const most = decodeDescriptorHeader(header(2, MAX_REDIRECTED), B, 100, v2);
+      assert.ok(most.ok && most.value.redirected === MAX_REDIRECTED);
+      const over = decodeDescriptorHeader(header(2, MAX_REDIRECTED + 1), B, 100, v2);
+      assert.deepEqual(over, { ok: false, kind: 'torn', reason: `descriptor at log position 40 is damaged: 2 images and ${MAX_REDIRECTED + 1} redirected blocks in ${descriptorBlocks(2, B, MAX_REDIRECTED + 1)} blocks cannot be` });
+      // Version 1 reads that field as flags: not a count of redirected blocks, whatever it holds.
+      const v1 = decodeDescriptorHeader(header(2, 400), B, 100, { ...v2, redirects: false });
+      assert.deepEqual(v1, { ok: false, kind: 'torn', reason: `descriptor at log position 40 is damaged: 2 images in ${descriptorBlocks(2, B, 400)} blocks cannot be` });
+    });
+
     const expected = { volumeId: 0x77n, position: 40, after: 4 };
     const images = [Buffer.alloc(B, 1), Buffer.alloc(B, 2)];
     function descriptorBytes(delta = 5, patch?: (b: Buffer) => void): Buffer {

@@ -5,6 +5,7 @@ import { Device } from '../src/io/device';
 import { open, Volume } from '../src/index';
 import { Allocator } from '../src/journal/allocator';
 import { decodeSuperblock, type Superblock } from '../src/journal/superblock';
+import { FaultDevice } from './support/fault-device';
 import { ReadLog } from './support/read-log';
 import { fileBytes, until, volumesPerTest } from './support/volumes';
 
@@ -530,12 +531,17 @@ describe('journal format version 2: redirect-on-write', function () {
     });
     await vol.commit();
     assert.equal(redirect().loggedBlocks, R / 2);
+    await until(() => vol.stats().deltasInFlight === 0, 'delta 1 at home (before delta 2 holds frees, or its home writes would ask for a checkpoint)');
     // Delta 2: 0..127 as one run, redirected into the whole reserve; of the places it leaves, the pinned half is held.
     await vol.change(async (tx) => {
       for (let b = 0; b < R; b++) stamp(await tx.overwrite(b), b, 2);
     });
     await vol.commit();
     assert.equal(redirect().redirectedBlocks, R);
+    // Half the reserve free (the unpinned half of the old places), frees held, no plan waiting: not yet a reason to checkpoint.
+    await until(() => vol.stats().deltasInFlight === 0, 'delta 2 at home');
+    assert.equal(redirect().freeBlocks, R / 2);
+    assert.equal(vol.stats().journal?.checkpoints, 0, 'no checkpoint at half the reserve');
     // Delta 3: another run of the reserve's size. Free is at most the unpinned half until a checkpoint releases the rest:
     // the plan waits for it rather than logging part of the run.
     await vol.change(async (tx) => {
@@ -568,6 +574,82 @@ describe('journal format version 2: redirect-on-write', function () {
     assert.equal(again.stats().journal?.redirect?.freeBlocks, R, 'every old place the map named is free again');
     for (const b of [0, 1, 126, 127]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 2]);
     for (const b of [1000, 1001, 1000 + R - 1]) assert.deepEqual([(await again.read(b)).readUInt32LE(0), (await again.read(b)).readUInt32LE(4)], [b, 5]);
+  });
+
+  it('a checkpoint drops the pins of the deltas it covers, and only those: a block a later delta logged again stays pinned, one the checkpointed delta logged last does not', async () => {
+    const R = 64;
+    const X = 2000;
+    const Y = 3000;
+    const path = volumes.file();
+    const device = new FaultDevice(await Device.open(path, { size: 16 * MiB, direct: true }));
+    const vol = await Volume.mount(device, { journal: true, format: true, formatVersion: 2, reserveSize: R * B, redirectMin: 16 * KiB, logSize: 2 * MiB, maxDeltas: 4, cacheSize: 2 * MiB });
+    volumes.track(vol);
+    const redirect = () => {
+      const r = vol.stats().journal?.redirect;
+      assert.ok(r);
+      return r;
+    };
+    const sb = superblockOf(path);
+    const homeOfX = (sb.dataStart + sb.summaryBlocks + sb.mapBlocks + X) * B;
+    // Delta 1: runs of three blocks over 0..R-1 (under redirectMin's four), logged whole: their identity places are pinned.
+    await vol.change(async (tx) => {
+      for (let block = 0; block < R; block++) if (block % 4 !== 3) stamp(await tx.overwrite(block), block, 1);
+    });
+    await vol.commit();
+    await until(() => vol.stats().deltasInFlight === 0, 'delta 1 at home');
+    assert.equal(redirect().loggedBlocks, (3 * R) / 4);
+    // Delta B's home write of X (the image stamped 3) is held throughout: B is never at home, so no checkpoint covers it.
+    const releaseB = device.holdWhere('write', (request) => request.offset === homeOfX && Buffer.from(request.buffers[0].buffer, request.buffers[0].byteOffset, 8).readUInt32LE(4) === 3);
+    try {
+      // Every write held while A and B are planned: B pins X before the checkpoint of A is asked, let alone done.
+      const releaseAll = device.hold();
+      let a: Promise<unknown> = Promise.resolve();
+      let b: Promise<unknown> = Promise.resolve();
+      try {
+        // Delta A: 0..R-1 as one run, into the whole reserve (the three quarters of its old places that delta 1 pinned
+        // are held), and X and Y alone, logged: A pins their places.
+        await vol.change(async (tx) => {
+          for (let block = 0; block < R; block++) stamp(await tx.overwrite(block), block, 2);
+          stamp(await tx.overwrite(X), X, 2);
+          stamp(await tx.overwrite(Y), Y, 2);
+        });
+        a = vol.commit();
+        await until(() => redirect().redirectedBlocks === R, 'delta A planned');
+        // Delta B logs X again: the newest image that targets X's place is B's.
+        await vol.change(async (tx) => stamp(await tx.overwrite(X), X, 3));
+        b = vol.commit();
+        await until(() => redirect().loggedBlocks === (3 * R) / 4 + 3, 'delta B planned');
+        assert.equal(redirect().pendingFreeBlocks, R, 'A not durable yet: its old places pending, the three quarters delta 1 pinned held');
+      } finally {
+        releaseAll();
+      }
+      await a;
+      await b;
+      // A at home, with frees held and under half the reserve free: a checkpoint names A.
+      await until(() => redirect().pendingFreeBlocks === 0, 'the checkpoint of A released the held frees');
+      const checkpointed = vol.stats().journal?.checkpointedDelta;
+      assert.equal(vol.stats().journal?.checkpoints, 1, 'one checkpoint');
+      assert.equal(redirect().freeBlocks, R);
+      // Delta C redirects a run over X and one over Y. X's place is still the target of B's logged image, which replay
+      // would write again after a crash until a checkpoint covers B: its free is held. Y's place was pinned by A only,
+      // which the checkpoint covers: free once C is durable, like the other six.
+      await vol.change(async (tx) => {
+        for (let block = X; block < X + 4; block++) stamp(await tx.overwrite(block), block, 4);
+        for (let block = Y; block < Y + 4; block++) stamp(await tx.overwrite(block), block, 4);
+      });
+      await vol.commit();
+      assert.equal(redirect().redirectedBlocks, R + 8);
+      assert.equal(vol.stats().journal?.checkpointedDelta, checkpointed, 'no checkpoint since');
+      assert.equal(redirect().pendingFreeBlocks, 1, 'X\'s old place is held, Y\'s is not');
+      assert.equal(redirect().freeBlocks, R - 8 + 7);
+    } finally {
+      releaseB();
+    }
+    await vol.close();
+    const again = await openV2(path);
+    assert.equal(again.stats().journal?.redirect?.freeBlocks, R, 'the checkpoint at close released it');
+    for (const block of [X, X + 3, Y, Y + 3]) assert.deepEqual([(await again.read(block)).readUInt32LE(0), (await again.read(block)).readUInt32LE(4)], [block, 4]);
+    for (const block of [0, R - 1]) assert.equal((await again.read(block)).readUInt32LE(4), 2);
   });
 
   it('a delta whose short runs fit the log only without the map blocks its long runs change is redirected whole, whatever its mix', async () => {
@@ -625,6 +707,7 @@ describe('journal format version 2: redirect-on-write', function () {
     assert.ok(redirect);
     // Commits may group (a delta that closes while the one before is in flight takes the next change too): whole runs either way.
     assert.equal(redirect.loggedBlocks, 0, 'no block of any run was logged for want of reserve');
+    assert.equal(vol.stats().journal?.checkpoints, 0, 'no frees held: the reserve running low is no reason to checkpoint');
     assert.ok(redirect.redirectedBlocks >= 2 * R && redirect.redirectedBlocks % R === 0, `whole runs redirected (${redirect.redirectedBlocks} blocks)`);
     await vol.close();
     const again = await openV2(path);

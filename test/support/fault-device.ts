@@ -22,7 +22,7 @@ export interface FaultPlan {
  * completions at random: each request of a batch goes to the inner device
  * alone, after its own random delay. `hold()` keeps every write (or read)
  * from completing until it is let go, to catch a writeout or a read in
- * flight.
+ * flight; `holdWhere()` only the ones a test picks out.
  */
 export class FaultDevice implements BlockIo {
   reads = 0;
@@ -32,6 +32,7 @@ export class FaultDevice implements BlockIo {
   readonly injected: SystemError[] = [];
   private readonly random: (() => number) | undefined;
   private readonly held = new Map<IoRequest['op'], Promise<void>>();
+  private readonly picked = new Set<{ readonly which: (request: IoRequest) => boolean; readonly gate: Promise<void> }>();
   private readonly releases = new Set<() => void>();
   private readonly waiting = { read: 0, write: 0 };
   private nextFlushFails = false;
@@ -71,6 +72,20 @@ export class FaultDevice implements BlockIo {
       release();
     };
     const gate = this.held.get(op);
+    this.releases.add(letGo);
+    return letGo;
+  }
+
+  /** Holds every request that `which` picks until the returned function (or `releaseAll`) is called; the others go through. */
+  holdWhere(op: IoRequest['op'], which: (request: IoRequest) => boolean): () => void {
+    let release!: () => void;
+    const entry = { which: (request: IoRequest) => request.op === op && which(request), gate: new Promise<void>((resolve) => (release = resolve)) };
+    this.picked.add(entry);
+    const letGo = (): void => {
+      this.picked.delete(entry);
+      this.releases.delete(letGo);
+      release();
+    };
     this.releases.add(letGo);
     return letGo;
   }
@@ -115,10 +130,20 @@ export class FaultDevice implements BlockIo {
       await gate;
       this.waiting[request.op]--;
     }
+    for (let entry = this.pickedFor(request); entry; entry = this.pickedFor(request)) {
+      this.waiting[request.op]++;
+      await entry.gate;
+      this.waiting[request.op]--;
+    }
     if (request.op === 'write' && index === this.plan.failWrite) return { bytes: 0, error: this.inject('pwritev') };
     if (request.op === 'read' && index === this.plan.failRead) return { bytes: 0, error: this.inject('preadv') };
     const [result] = await this.inner.submit([request]);
     return result;
+  }
+
+  private pickedFor(request: IoRequest): { readonly gate: Promise<void> } | undefined {
+    for (const entry of this.picked) if (entry.which(request)) return entry;
+    return undefined;
   }
 
   private inject(syscall: string): SystemError {
