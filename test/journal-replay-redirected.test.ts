@@ -6,7 +6,7 @@ import { Device } from '../src/io/device';
 import type { Slab } from '../src/io/slab';
 import { allocBlocks } from '../src/journal/block-memory';
 import { crc32c } from '../src/journal/crc32c';
-import type { JournalBlock } from '../src/journal/home-area';
+import type { JournalBlock, JournalRun } from '../src/journal/home-area';
 import { JournalWriter } from '../src/journal/journal-writer';
 import { descriptorBlocks, encodeCommit, encodeDescriptor, logBlocksFor, maxDeltaBlocks } from '../src/journal/log-record';
 import { LogRing } from '../src/journal/log-ring';
@@ -62,6 +62,17 @@ describe('journal replay: redirected blocks and the homes a delta names', () => 
     });
   }
 
+  /** Blocks of consecutive homes as the runs an append takes for its redirected blocks. */
+  function runsOf(blocks: readonly JournalBlock[]): JournalRun[] {
+    const runs: { home: number; images: Uint8Array[] }[] = [];
+    for (const b of blocks) {
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last.home + last.images.length === b.home) last.images.push(b.image);
+      else runs.push({ home: b.home, images: [b.image] });
+    }
+    return runs;
+  }
+
   function range(from: number, count: number): number[] {
     return Array.from({ length: count }, (_, i) => from + i);
   }
@@ -86,8 +97,8 @@ describe('journal replay: redirected blocks and the homes a delta names', () => 
     const { journal } = await JournalWriter.open(d);
     const first = range(physicalHome(sb, 3000), 3);
     const last = range(physicalHome(sb, 3100), redirectedOfLast);
-    await journal.appendDelta(1, images(1, [3, 4]), images(1, first));
-    await journal.appendDelta(2, images(2, [5]), images(2, last));
+    await journal.appendDelta(1, images(1, [3, 4]), runsOf(images(1, first)));
+    await journal.appendDelta(2, images(2, [5]), runsOf(images(2, last)));
     await journal.close();
     await closeDevice(d);
     return { sb, first, last };

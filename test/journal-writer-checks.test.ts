@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Device } from '../src/io/device';
 import type { Slab } from '../src/io/slab';
 import { allocBlocks } from '../src/journal/block-memory';
-import type { JournalBlock } from '../src/journal/home-area';
+import type { JournalBlock, JournalRun } from '../src/journal/home-area';
 import { JournalWriter } from '../src/journal/journal-writer';
 import { inspectJournal } from '../src/journal/replay';
 import { homeBlocks, type Superblock } from '../src/journal/superblock';
@@ -14,9 +14,10 @@ import { FaultDevice, type FaultPlan } from './support/fault-device';
 
 /**
  * What JournalWriter refuses before any I/O, each with the message that
- * names the argument and its bounds: deltas' blocks and redirected blocks
- * (arrays of { home, image }, homes in their area and strictly ascending,
- * redirected blocks only in version 2 and only in the physical area),
+ * names the argument and its bounds: deltas' blocks (an array of
+ * { home, image }, homes in the home area and strictly ascending) and
+ * redirected runs ({ home, images }, only in version 2, inside the physical
+ * area, in order and apart),
  * checkpoint numbers; and a journal closed or failed.
  */
 
@@ -52,10 +53,15 @@ describe('journal writer: the arguments it refuses', () => {
     return { home, image: slab.page(0) };
   }
 
-  it('blocks and redirected must be arrays of { home, image }', async () => {
+  /** A redirected run of `count` blocks from `home`. */
+  function run(home: number, count = 1): JournalRun {
+    return { home, images: Array.from({ length: count }, (_, i) => block(home + i).image) };
+  }
+
+  it('blocks must be an array of { home, image }, and redirected an array', async () => {
     const { journal } = await fresh(2);
     await assert.rejects(journal.appendDelta(1, { length: 1 } as unknown as JournalBlock[]), { name: 'TypeError', message: 'blocks must be an array, got an object (Object)' });
-    await assert.rejects(journal.appendDelta(1, [], { length: 0 } as unknown as JournalBlock[]), { name: 'TypeError', message: 'redirected must be an array, got an object (Object)' });
+    await assert.rejects(journal.appendDelta(1, [], { length: 0 } as unknown as JournalRun[]), { name: 'TypeError', message: 'redirected must be an array, got an object (Object)' });
     await assert.rejects(journal.appendDelta(1, [null as unknown as JournalBlock]), { name: 'TypeError', message: 'blocks[0] must be { home, image }, got null' });
     await assert.rejects(journal.appendDelta(1, [block(1), 7 as unknown as JournalBlock]), { name: 'TypeError', message: 'blocks[1] must be { home, image }, got 7' });
     await journal.close();
@@ -71,14 +77,16 @@ describe('journal writer: the arguments it refuses', () => {
     await assert.rejects(journal.appendDelta(1, [block(-1)]), { name: 'RangeError', message: `${logged(0)}, got -1` });
     await assert.rejects(journal.appendDelta(1, [block(2.5)]), { name: 'RangeError', message: `${logged(0)}, got 2.5` });
     await assert.rejects(journal.appendDelta(1, [block(4), block(4)]), { name: 'RangeError', message: 'blocks must be sorted by strictly ascending home: blocks[1].home 4 follows 4' });
-    await assert.rejects(journal.appendDelta(1, [], [block(P - 1)]), { name: 'RangeError', message: `redirected[0].home must be an integer from ${P} to ${H - 1}, got ${P - 1}` });
-    await assert.rejects(journal.appendDelta(1, [], [block(H)]), { name: 'RangeError', message: `redirected[0].home must be an integer from ${P} to ${H - 1}, got ${H}` });
-    await assert.rejects(journal.appendDelta(1, [], [block(P + 3), block(P + 3)]), {
+    const redirected = (n: number, from: number) => `redirected[0] must lie in blocks ${P} to ${H - 1}: it has ${n} block(s) from ${from}`;
+    await assert.rejects(journal.appendDelta(1, [], [run(P - 1)]), { name: 'RangeError', message: redirected(1, P - 1) });
+    await assert.rejects(journal.appendDelta(1, [], [run(H)]), { name: 'RangeError', message: redirected(1, H) });
+    await assert.rejects(journal.appendDelta(1, [], [run(H - 1, 2)]), { name: 'RangeError', message: redirected(2, H - 1) });
+    await assert.rejects(journal.appendDelta(1, [], [run(P + 3, 2), run(P + 4)]), {
       name: 'RangeError',
-      message: `redirected must be sorted by strictly ascending home: redirected[1].home ${P + 3} follows ${P + 3}`,
+      message: `redirected runs must be sorted by home and apart: redirected[1] starts at ${P + 4}, before ${P + 5}`,
     });
     // The bounds themselves are taken.
-    await journal.appendDelta(1, [block(0), block(H - 1)], [block(P), block(H - 1)]);
+    await journal.appendDelta(1, [block(0), block(H - 1)], [run(P), run(H - 1)]);
     const again = await inspectJournal(open[0]);
     assert.deepEqual(again.deltas.map(({ homes, redirected }) => ({ homes, redirected })), [{ homes: [0, H - 1], redirected: [P, H - 1] }]);
     await journal.close();
@@ -86,7 +94,7 @@ describe('journal writer: the arguments it refuses', () => {
 
   it('a version 1 journal refuses redirected blocks; a delta too large names its redirected blocks', async () => {
     const v1 = await fresh(1);
-    await assert.rejects(v1.journal.appendDelta(1, [], [block(3)]), { name: 'RangeError', message: 'only a volume of version 2 redirects blocks' });
+    await assert.rejects(v1.journal.appendDelta(1, [], [run(3)]), { name: 'RangeError', message: 'only a volume of version 2 redirects blocks' });
     await v1.journal.close();
     const v2 = await fresh(2);
     const error = (() => {

@@ -424,7 +424,7 @@ export class JournalWriter implements DeltaJournal {
       if (!Array.isArray(images) || images.length === 0) throw new TypeError(`redirected[${i}].images must be a non-empty array, got ${describe(images)}`);
       if (!Number.isSafeInteger(home) || home < this.physicalStart || home + images.length > this.homeBlocks) {
         throw new RangeError(
-          `redirected[${i}] must lie in blocks ${this.physicalStart} to ${this.homeBlocks - 1}, got ${images.length} blocks from ${describe(home)}`,
+          `redirected[${i}] must lie in blocks ${this.physicalStart} to ${this.homeBlocks - 1}: it has ${images.length} block(s) from ${describe(home)}`,
         );
       }
       if (home < end) throw new RangeError(`redirected runs must be sorted by home and apart: redirected[${i}] starts at ${home}, before ${end}`);
