@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { open, type Volume } from '../src/volume';
-import { TempDir } from './support/temp';
-import { until } from './support/volumes';
+import { until, volumesPerTest } from './support/volumes';
 
 /**
  * When the journal checkpoints (checkpoints.ts): lazily, once the log is
@@ -15,19 +14,11 @@ const MiB = 1 << 20;
 const B = 4096;
 
 describe('journal checkpoint policy', () => {
-  let temp: TempDir;
-  const opened: Volume[] = [];
-  beforeEach(() => {
-    temp = new TempDir();
-  });
-  afterEach(async () => {
-    for (const vol of opened.splice(0)) await vol.close().catch(() => undefined);
-    temp.remove();
-  });
+  const volumes = volumesPerTest();
 
   async function volume(logBlocks: number): Promise<Volume> {
-    const vol = await open(temp.file(), { size: 4 * MiB, journal: true, logSize: logBlocks * B, highWater: 1 << 30 });
-    opened.push(vol);
+    const vol = await open(volumes.file(), { size: 4 * MiB, journal: true, logSize: logBlocks * B, highWater: 1 << 30 });
+    volumes.track(vol);
     return vol;
   }
 
