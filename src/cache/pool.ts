@@ -81,12 +81,7 @@ export class PagePool {
 
   /** A zero-copy view of `length` bytes at `offset` in a frame. */
   view(frame: number, offset: number, length: number): Buffer {
-    const s = Math.floor(frame / this.slabPages);
-    const slab = this.slabs[s];
-    // Only an operation that outlived close() finds its slab gone; any other view of a free frame is a use after free.
-    if (this.released) throw new BlockforkError('ERR_VOLUME_CLOSED', 'the page memory has been released: the volume is closed');
-    if (this.allocated[frame] !== 1 || slab === undefined) assert.fail(`page frame ${frame} used after it was freed`);
-    return Buffer.from(slab.memory, (frame - s * this.slabPages) * this.pageSize + offset, length);
+    return Buffer.from(this.memoryOf(frame), this.byteOffsetOf(frame, offset), length);
   }
 
   /**
@@ -94,11 +89,21 @@ export class PagePool {
    * no Buffer's argument checks, which a writeout would pay for every block.
    */
   image(frame: number, offset: number, length: number): Uint8Array {
-    const s = Math.floor(frame / this.slabPages);
-    const slab = this.slabs[s];
+    return new Uint8Array(this.memoryOf(frame), this.byteOffsetOf(frame, offset), length);
+  }
+
+  /** The slab memory a frame lies in, refused for a frame not allocated. */
+  private memoryOf(frame: number): ArrayBuffer {
+    const slab = this.slabs[Math.floor(frame / this.slabPages)];
+    // Only an operation that outlived close() finds its slab gone; any other view of a free frame is a use after free.
     if (this.released) throw new BlockforkError('ERR_VOLUME_CLOSED', 'the page memory has been released: the volume is closed');
     if (this.allocated[frame] !== 1 || slab === undefined) assert.fail(`page frame ${frame} used after it was freed`);
-    return new Uint8Array(slab.memory, (frame - s * this.slabPages) * this.pageSize + offset, length);
+    return slab.memory;
+  }
+
+  /** Where byte `offset` of a frame lies in its slab's memory. */
+  private byteOffsetOf(frame: number, offset: number): number {
+    return (frame % this.slabPages) * this.pageSize + offset;
   }
 
   copy(target: number, source: number): void {
