@@ -184,10 +184,12 @@ async function collect(delta: Delta, cache: Cache): Promise<DirtyBlock[]> {
       }
     }
   }
-  // A stream dirties its pages in order: already sorted, it needs no sort (and no comparator call per block).
-  let sorted = true;
-  for (let i = 1; i < blocks.length && sorted; i++) sorted = blocks[i].home > blocks[i - 1].home;
-  if (!sorted) blocks.sort((a, b) => a.home - b.home);
+  // A stream dirties its pages in order: strictly ascending already, it needs no sort (and no
+  // comparator call per block), and no two of its blocks can share a home.
+  let ascending = true;
+  for (let i = 1; i < blocks.length && ascending; i++) ascending = blocks[i].home > blocks[i - 1].home;
+  if (ascending) return blocks;
+  blocks.sort((a, b) => a.home - b.home);
   for (let i = 1; i < blocks.length; i++) {
     if (blocks[i].home === blocks[i - 1].home) {
       throw new BlockforkError('ERR_BLOCK_ALIASED', `two dirty blocks of delta ${delta.number} map to physical block ${blocks[i].home}`);
