@@ -404,7 +404,7 @@ export class Volume {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.cache.operate(mapping, block, (target) => this.cache.copyOut(target, block));
+    return this.cache.copyOut(mapping, block);
   }
 
   /**

@@ -278,7 +278,7 @@ describe('the writeout of a delta, with a journal (the stage it talks to recorde
       'the metadata block is the plan\'s to log, not collected with the data',
     );
     assert.equal(cache.pagesDirty, 0, 'the metadata block is clean with the rest of delta 1');
-    assert.deepEqual(cache.copyOut(meta, 40), pattern(0xee), 'and holds what the plan wrote');
+    assert.deepEqual(await cache.copyOut(meta, 40), pattern(0xee), 'and holds what the plan wrote');
     // Delta 2 does not collect it again.
     stage.onPlan = undefined;
     stage.calls.length = 0;

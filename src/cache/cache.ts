@@ -279,20 +279,31 @@ export class Cache {
   }
 
   /**
-   * A copy of a block as the cache holds it now, read first if it is not
-   * cached: the caller may do what it likes with it, no frozen image can
-   * change through it (G1).
+   * A copy of `block` of `mapping` (the volume's when undefined) as the cache
+   * holds it now, read first if it is not cached: the caller may do what it
+   * likes with it, no frozen image can change through it (G1). `operate`
+   * with the copy, except that a miss counts itself in flight on the
+   * mapping (see copyOutRead): a read that misses is the random reader's
+   * whole cost, and `operate`'s extra promise layer a share of it.
    */
-  copyOut(mapping: Mapping, block: number): Buffer | Promise<Buffer> {
-    const pageIndex = Math.floor(block / this.perPage);
-    const head = block - pageIndex * this.perPage;
-    const frame = mapping.table.get(pageIndex);
-    if (frame !== undefined && this.pages.states[frame * this.perPage + head] !== EMPTY) {
-      this.lru.touch(frame);
-      this.used(mapping, frame);
-      return this.copyOf(frame, head);
+  copyOut(mapping: unknown, block: unknown): Promise<Buffer> {
+    try {
+      const target = this.target(mapping);
+      target.checkBlock(block);
+      const b = block as number;
+      const pageIndex = Math.floor(b / this.perPage);
+      const head = b - pageIndex * this.perPage;
+      const frame = target.table.get(pageIndex);
+      if (frame !== undefined && this.pages.states[frame * this.perPage + head] !== EMPTY) {
+        this.lru.touch(frame);
+        this.used(target, frame);
+        return Promise.resolve(this.copyOf(frame, head));
+      }
+      target.operations++;
+      return this.copyOutRead(target, b, head);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return this.copyOutRead(mapping, block, head);
   }
 
   /**
@@ -385,20 +396,32 @@ export class Cache {
    * EMPTY. When the cache is full of dirty and pinned pages, this is the one
    * place a caller waits for writeout.
    */
-  async page(mapping: Mapping, pageIndex: number): Promise<number> {
+  page(mapping: Mapping, pageIndex: number): number | Promise<number> {
+    const frame = this.pageNow(mapping, pageIndex);
+    // Nothing to wait for, as on almost every call: the frame itself, with no promise and no turn.
+    return frame !== NO_FRAME ? frame : this.pageWhenRoom(mapping, pageIndex);
+  }
+
+  /** The frame of a page, pinned, if it is cached or there is room for it now; else NO_FRAME. */
+  private pageNow(mapping: Mapping, pageIndex: number): number {
+    const frame = mapping.table.get(pageIndex);
+    if (frame !== undefined) {
+      this.pin(frame);
+      return frame;
+    }
+    return this.admitNow(mapping, pageIndex);
+  }
+
+  /** `page` when the cache is full of dirty and pinned pages: waits for writeout to make room. */
+  private async pageWhenRoom(mapping: Mapping, pageIndex: number): Promise<number> {
     for (;;) {
-      const frame = mapping.table.get(pageIndex);
-      if (frame !== undefined) {
-        this.pin(frame);
-        return frame;
-      }
-      const fresh = this.admitNow(mapping, pageIndex);
-      if (fresh !== NO_FRAME) return fresh;
       // The writeout's own metadata never waits for room: the room it would wait for is its own delta's.
       const wait = mapping.internal ? undefined : this.whenFull();
       if (wait === undefined) return this.admit(mapping, pageIndex);
       this.counters.spaceWaits++;
       await wait;
+      const frame = this.pageNow(mapping, pageIndex);
+      if (frame !== NO_FRAME) return frame;
     }
   }
 
@@ -423,10 +446,11 @@ export class Cache {
   /** The frame of a page whose blocks `from` to `to - 1` are up to date (read if EMPTY), pinned. */
   async uptodateHeads(mapping: Mapping, pageIndex: number, from: number, to: number): Promise<number> {
     for (;;) {
-      const frame = await this.page(mapping, pageIndex);
+      let frame = this.page(mapping, pageIndex);
+      if (typeof frame !== 'number') frame = await frame;
       this.used(mapping, frame);
       if (!this.anyEmpty(frame, from, to)) return frame;
-      const unlock = await this.lock(frame);
+      const unlock = this.tryLock(frame) ?? (await this.lock(frame));
       let current: boolean;
       try {
         current = mapping.table.get(pageIndex) === frame;
@@ -715,11 +739,16 @@ export class Cache {
     this.counters.readaheadUsed++;
   }
 
+  /** copyOut's miss, counted in flight on its mapping (by the caller) until it settles. */
   private async copyOutRead(mapping: Mapping, block: number, head: number): Promise<Buffer> {
-    const frame = await this.uptodate(mapping, block);
-    const copy = this.copyOf(frame, head);
-    this.unpin(frame);
-    return copy;
+    try {
+      const frame = await this.uptodate(mapping, block);
+      const copy = this.copyOf(frame, head);
+      this.unpin(frame);
+      return copy;
+    } finally {
+      mapping.operations--;
+    }
   }
 
   /** Frees every slab: the volume is closed. */

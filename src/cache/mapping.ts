@@ -126,43 +126,39 @@ export class Mapping {
     const maxBlocks = Math.max(1, Math.floor(MAX_REQUEST_BYTES / blockSize));
     const requests: IoRequest[] = [];
     const reading: number[] = [];
+    // The run being gathered: physical blocks runPhysical .. runPhysical + runBuffers.length - 1.
     let runPhysical = HOLE;
-    let runLength = 0;
     let runBuffers: Uint8Array[] = [];
-    const endRun = (): void => {
-      if (runLength === 0) return;
-      requests.push({ op: 'read', offset: runPhysical * blockSize, buffers: joinAdjacent(runBuffers) });
-      runLength = 0;
-      runBuffers = [];
-    };
     for (let k = 0; k < frames.length; k++) {
       const frame = frames[k];
       const base = frame * perPage;
       const first = pageIndexes[k] * perPage;
       for (let b = 0; b < perPage; b++) {
-        if (pages.states[base + b] !== EMPTY) {
-          endRun();
-          continue;
+        let physical = HOLE;
+        if (pages.states[base + b] === EMPTY) {
+          const block = first + b;
+          const found = block >= this.blockCount ? HOLE : this.physical(block);
+          physical = typeof found === 'number' ? found : await found;
         }
-        const block = first + b;
-        let physical = block >= this.blockCount ? HOLE : this.physical(block);
-        if (typeof physical !== 'number') physical = await physical;
+        const runLength = runBuffers.length;
+        if (runLength > 0 && (physical !== runPhysical + runLength || runLength === maxBlocks || runLength === MAX_BUFFERS_PER_REQUEST)) {
+          requests.push(readRequest(runPhysical * blockSize, runBuffers));
+          runBuffers = [];
+        }
         if (physical === HOLE) {
-          endRun();
-          pool.view(frame, b * blockSize, blockSize).fill(0);
-          pages.states[base + b] = CLEAN;
+          if (pages.states[base + b] === EMPTY) {
+            pool.image(frame, b * blockSize, blockSize).fill(0);
+            pages.states[base + b] = CLEAN;
+          }
           continue;
         }
-        if (runLength === 0 || physical !== runPhysical + runLength || runLength === maxBlocks || runBuffers.length === MAX_BUFFERS_PER_REQUEST) {
-          endRun();
-          runPhysical = physical;
-        }
-        runLength++;
-        runBuffers.push(pool.view(frame, b * blockSize, blockSize));
+        if (runBuffers.length === 0) runPhysical = physical;
+        // Plain views: the requests are the cache's own, and a Buffer's checks would be paid per block.
+        runBuffers.push(pool.image(frame, b * blockSize, blockSize));
         reading.push(base + b);
       }
     }
-    endRun();
+    if (runBuffers.length > 0) requests.push(readRequest(runPhysical * blockSize, runBuffers));
     if (requests.length === 0) return;
     await this.cache.reads.run(requests, now);
     for (const head of reading) pages.states[head] = CLEAN;
@@ -180,4 +176,9 @@ export class Mapping {
     }
     return physical;
   }
+}
+
+/** A read of consecutive blocks into `buffers`, those that follow one another in memory joined. */
+function readRequest(offset: number, buffers: Uint8Array[]): IoRequest {
+  return { op: 'read', offset, buffers: buffers.length === 1 ? buffers : joinAdjacent(buffers) };
 }

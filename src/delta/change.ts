@@ -60,8 +60,7 @@ export class Change implements Writer {
    */
   read(block: number, mapping?: Mapping): Promise<Buffer> {
     if (!this.live) return Promise.reject(changeEnded());
-    const cache = this.deltas.cache;
-    return cache.operate(mapping, block, (target) => cache.copyOut(target, block));
+    return this.deltas.cache.copyOut(mapping, block);
   }
 
   /**
