@@ -121,10 +121,13 @@ async function blockdirtyLocked(
 ): Promise<Buffer> {
   const cache = deltas.cache;
   for (;;) {
-    const frame = await cache.page(mapping, pageIndex);
+    // No turn of the microtask queue while the page and its lock are free: a
+    // stream of tx.write misses pays a read's wait, not two awaits besides.
+    let frame = cache.page(mapping, pageIndex);
+    if (typeof frame !== 'number') frame = await frame;
     if (!overwrite) cache.used(mapping, frame);
     let writeout: Promise<void>;
-    const unlock = await cache.lock(frame);
+    const unlock = cache.tryLock(frame) ?? (await cache.lock(frame));
     try {
       // The change may have ended, or the volume failed, while we waited.
       writer.check();
