@@ -100,6 +100,31 @@ describe('dropMapping and the operations in flight on a mapping', () => {
     }
   });
 
+  it('a read that missed counts on its mapping until its block is in, once: a drop meanwhile is refused, and succeeds once it has settled', async () => {
+    const memory = new MemoryDevice({ size: 1 << 20 });
+    memory.volatile.fill(5, 40 * 4096, 41 * 4096);
+    const device = new FaultDevice(memory);
+    const vol = Volume.over(device, { readahead: 0 });
+    try {
+      const file = vol.createMapping({ map: (block) => 40 + block, blockCount: 4 });
+      const release = device.hold('read');
+      const read = vol.read(0, file);
+      await until(() => device.heldRequests('read') > 0, 'the miss at the device');
+      assert.equal(file.operations, 1, 'the miss is in flight on its mapping');
+      await assert.rejects(vol.dropMapping(file), { code: 'ERR_MAPPING_BUSY' });
+      release();
+      assert.deepEqual(await read, Buffer.alloc(4096, 5));
+      // Counted down once: a count left above zero would refuse every drop, one below would let
+      // a drop through under a later operation that has not pinned its page yet.
+      assert.equal(file.operations, 0);
+      await assert.rejects(vol.read(9, file), RangeError);
+      assert.equal(file.operations, 0, 'a refused read counts nothing');
+      await vol.dropMapping(file);
+    } finally {
+      await vol.close();
+    }
+  });
+
   it('two drops of one mapping at once: one resolves, the other is refused', async () => {
     const vol = Volume.over(new MemoryDevice({ size: 1 << 20 }));
     try {
