@@ -1,6 +1,6 @@
 import { describe } from '../io/describe';
 import { joinAdjacent } from '../io/adjacent';
-import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES, type IoRequest } from '../io/request';
+import { blocksPerRequest, MAX_BUFFERS_PER_REQUEST, type IoRequest } from '../io/request';
 import type { Cache } from './cache';
 import { CLEAN, EMPTY } from './page';
 import { PageTable } from './page-table';
@@ -123,7 +123,7 @@ export class Mapping {
   async readPages(frames: readonly number[], pageIndexes: readonly number[], now = false): Promise<void> {
     const { pages, pool, blockSize } = this.cache;
     const perPage = pages.perPage;
-    const maxBlocks = Math.max(1, Math.floor(MAX_REQUEST_BYTES / blockSize));
+    const maxBlocks = blocksPerRequest(blockSize);
     const requests: IoRequest[] = [];
     const reading: number[] = [];
     // The run being gathered: physical blocks runPhysical .. runPhysical + runBuffers.length - 1.
@@ -134,22 +134,23 @@ export class Mapping {
       const base = frame * perPage;
       const first = pageIndexes[k] * perPage;
       for (let b = 0; b < perPage; b++) {
+        const empty = pages.states[base + b] === EMPTY;
         let physical = HOLE;
-        if (pages.states[base + b] === EMPTY) {
+        if (empty) {
           const block = first + b;
           const found = block >= this.blockCount ? HOLE : this.physical(block);
           physical = typeof found === 'number' ? found : await found;
         }
+        // A block not to read, a hole, or one that does not follow the run on the device ends the run.
         const runLength = runBuffers.length;
         if (runLength > 0 && (physical !== runPhysical + runLength || runLength === maxBlocks || runLength === MAX_BUFFERS_PER_REQUEST)) {
           requests.push(readRequest(runPhysical * blockSize, runBuffers));
           runBuffers = [];
         }
+        if (!empty) continue;
         if (physical === HOLE) {
-          if (pages.states[base + b] === EMPTY) {
-            pool.image(frame, b * blockSize, blockSize).fill(0);
-            pages.states[base + b] = CLEAN;
-          }
+          pool.image(frame, b * blockSize, blockSize).fill(0);
+          pages.states[base + b] = CLEAN;
           continue;
         }
         if (runBuffers.length === 0) runPhysical = physical;

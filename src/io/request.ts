@@ -7,6 +7,11 @@ export const MAX_BUFFERS_PER_REQUEST = 1024;
 /** Bytes the write paths put in one request: enough to stream at full speed, small enough to keep the queue busy. */
 export const MAX_REQUEST_BYTES = 1 << 20;
 
+/** Blocks of `blockSize` bytes one request carries at most (at least one, however large a block). */
+export function blocksPerRequest(blockSize: number): number {
+  return Math.max(1, Math.floor(MAX_REQUEST_BYTES / blockSize));
+}
+
 /**
  * One vectored request of a batch: `buffers` are gathered (write) or
  * scattered (read) at `offset`. Every buffer address, the offset and every

@@ -1,5 +1,5 @@
 import { joinAdjacent } from './adjacent';
-import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES, type IoRequest } from './request';
+import { blocksPerRequest, MAX_BUFFERS_PER_REQUEST, type IoRequest } from './request';
 
 /** A block to write: its device block number (relative to where the caller's area starts), and its image. */
 export interface BlockImage {
@@ -45,10 +45,6 @@ export function runWrites(runs: readonly BlockRun[], blockSize: number, firstBlo
     }
   }
   return out;
-}
-
-function blocksPerRequest(blockSize: number): number {
-  return Math.max(1, Math.floor(MAX_REQUEST_BYTES / blockSize));
 }
 
 /** The writes of consecutive blocks' images from byte `offset`: one request unless it holds too many buffers. */

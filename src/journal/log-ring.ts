@@ -1,5 +1,5 @@
 import { joinAdjacent } from '../io/adjacent';
-import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES, type IoRequest } from '../io/request';
+import { blocksPerRequest, MAX_BUFFERS_PER_REQUEST, type IoRequest } from '../io/request';
 
 /**
  * The log region as a ring of `logBlocks` blocks starting at block
@@ -36,7 +36,7 @@ export class LogRing {
     let batch: Uint8Array[] = [];
     let batchBlocks = 0;
     let next = position;
-    const maxBlocks = Math.max(1, Math.floor(MAX_REQUEST_BYTES / B));
+    const maxBlocks = blocksPerRequest(B);
     const emit = (): void => {
       if (batch.length > 0) out.push({ op, offset: this.offsetOf(start), buffers: batch });
       batch = [];
