@@ -13,7 +13,8 @@
 //            otherwise release a slab already checked), and the batch holds
 //            its own reference to every slab's ArrayBuffer, not the caller's
 //            arrays, which the caller may empty or reuse at once.
-// queued:    waits inside the engine while `queueDepth` requests run.
+// queued:    waits inside the engine while `queueDepth` requests run (reads
+//            in a queue of their own, ahead of writes: see Submit).
 // running:   owned by the kernel (io_uring) or a worker thread; the iovecs
 //            (the request's own) and the pinned slabs stay alive.
 // completed: `result` holds bytes moved or -errno; the engine hands it to its
@@ -69,7 +70,11 @@ class Engine {
   // nothing may be submitted.
   virtual int Ready(const char** syscall) = 0;
   // Queues the request and starts it when a slot is free. A flush runs only
-  // after every request submitted before it has completed.
+  // after every write submitted before it has completed, and no write
+  // submitted after it starts before it has completed. Reads are not ordered
+  // against writes or flushes: a queued read takes a free slot before queued
+  // writes do (all but one slot, while a write waits), and never waits for a
+  // flush, since a reader waits on the disk and a writer only on its commit.
   virtual void Submit(Request* request) = 0;
   // Stops the engine and frees its resources, returning every request not
   // delivered (none when nothing is in flight); none of them is touched by

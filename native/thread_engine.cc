@@ -3,10 +3,13 @@
 // first use, run preadv/pwritev2/fdatasync; completions go back to the JS
 // thread through a uv_async.
 //
-// Locking: one mutex guards the queue, the completed list and the counters.
-// A flush is a barrier: the worker that takes it waits until no other request
-// is running, and no worker takes a request queued after it until it is done,
-// so fdatasync covers exactly what was submitted before it.
+// Locking: one mutex guards the queues, the completed list and the counters.
+// Order (engine.h): a worker takes a queued read before a queued write or
+// flush (while a write waits, reads take all threads but one). A flush is a
+// barrier for writes: the worker that takes it waits until no write is
+// running, and no worker takes a write or flush queued after it until it is
+// done, so fdatasync covers exactly the writes submitted before it. Reads go
+// on meanwhile.
 //
 // Stopping: Close sets `stopping_` and takes the queue back under the lock, so
 // no worker starts another request; it joins the workers (each finishes the
@@ -92,6 +95,8 @@ class ThreadEngine : public Engine {
         return e.code().value() > 0 ? -e.code().value() : -EAGAIN;
       }
     }
+    std::lock_guard<std::mutex> lock(mutex_);
+    started_ = static_cast<unsigned>(workers_.size());
     return 0;
   }
 
@@ -99,7 +104,7 @@ class ThreadEngine : public Engine {
     if (outstanding_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->async));
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(request);
+      (request->op == Op::Read ? reads_ : queue_).push_back(request);
     }
     wake_.notify_one();
   }
@@ -109,7 +114,9 @@ class ThreadEngine : public Engine {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
-      abandoned.assign(queue_.begin(), queue_.end());
+      abandoned.assign(reads_.begin(), reads_.end());
+      abandoned.insert(abandoned.end(), queue_.begin(), queue_.end());
+      reads_.clear();
       queue_.clear();
     }
     wake_.notify_all();
@@ -126,27 +133,38 @@ class ThreadEngine : public Engine {
   }
 
  private:
+  // Under the lock: the queue a worker takes its next request from, or
+  // nullptr. A read first, but with a write or flush ready the last free
+  // thread goes to it, so that reads never starve the writeout.
+  std::deque<Request*>* NextQueue() {
+    bool writeReady = !queue_.empty() && !barrier_;
+    if (!reads_.empty() && (!writeReady || readsRunning_ + 1 < started_ || started_ <= 1)) return &reads_;
+    return writeReady ? &queue_ : nullptr;
+  }
+
   void Work() {
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-      wake_.wait(lock, [this] { return stopping_ || (!queue_.empty() && !barrier_); });
+      std::deque<Request*>* from = nullptr;
+      wake_.wait(lock, [this, &from] { return stopping_ || (from = NextQueue()) != nullptr; });
       if (stopping_) return;
-      Request* r = queue_.front();
-      queue_.pop_front();
+      Request* r = from->front();
+      from->pop_front();
       if (r->op == Op::Flush) {
         barrier_ = true;
-        idle_.wait(lock, [this] { return running_ == 0; });
+        idle_.wait(lock, [this] { return writesRunning_ == 0; });
       }
-      running_++;
+      if (r->op == Op::Read) readsRunning_++;
+      if (r->op == Op::Write) writesRunning_++;
       lock.unlock();
       Execute(r);
       lock.lock();
-      running_--;
-      if (r->op == Op::Flush) {
-        barrier_ = false;
-        wake_.notify_all();
-      }
-      if (running_ == 0) idle_.notify_all();
+      if (r->op == Op::Read) readsRunning_--;
+      if (r->op == Op::Write && --writesRunning_ == 0) idle_.notify_all();
+      if (r->op == Op::Flush) barrier_ = false;
+      // A slot came free, or the barrier lifted: the next request may be one
+      // that a waiting worker could not take before.
+      wake_.notify_all();
       completed_.push_back(r);
       uv_async_send(&handle_->async);
     }
@@ -197,11 +215,14 @@ class ThreadEngine : public Engine {
   std::vector<std::thread> workers_;
 
   std::mutex mutex_;
-  std::condition_variable wake_;  // work queued, barrier lifted, or stopping
-  std::condition_variable idle_;  // running_ fell to 0
-  std::deque<Request*> queue_;
+  std::condition_variable wake_;  // work queued, a request done, barrier lifted, or stopping
+  std::condition_variable idle_;  // writesRunning_ fell to 0
+  std::deque<Request*> reads_;
+  std::deque<Request*> queue_;  // writes and flushes, in submission order
   std::vector<Request*> completed_;
-  unsigned running_ = 0;
+  unsigned started_ = 0;  // workers running (Ready may start fewer than asked)
+  unsigned readsRunning_ = 0;
+  unsigned writesRunning_ = 0;
   bool barrier_ = false;
   bool stopping_ = false;
 };

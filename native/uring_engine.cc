@@ -5,8 +5,16 @@
 // come back on the JS thread, where a uv_poll watches an eventfd registered
 // with the ring. At most `depth` requests are in the ring at once (so the
 // completion ring, twice as large, never overflows); the rest wait in
-// `queued_`, and each reaped completion makes room for the next before any JS
+// the queues, and each reaped completion makes room for the next before any JS
 // runs, so the device stays busy while callbacks run.
+//
+// Order (engine.h): reads wait in a queue of their own and take a free slot
+// before any queued write or flush (all slots but one while a write waits),
+// since a reader waits on the disk and a writer only on its commit. Writes
+// and flushes keep their order among themselves: a flush enters the ring
+// only once no write is in it, and no write enters while a flush is in it.
+// The engine holds that barrier itself, not the kernel: IOSQE_IO_DRAIN would
+// hold the reads back as well.
 //
 // A request in the ring is first unconsumed (its entry is in the submission
 // queue, behind the kernel's head), then in the kernel (consumed: a
@@ -17,7 +25,9 @@
 // (1 ms doubling to 128 ms), never from a loop on the JS thread. Any other
 // error takes the unconsumed entries back and fails their requests.
 //
-//   queued_ ──Pump──▶ unconsumed_ ──enter──▶ in the kernel ──CQE──▶ completed
+//   reads_ ─┐
+//           ├─Pump──▶ unconsumed_ ──enter──▶ in the kernel ──CQE──▶ completed
+//   queued_ ┘ (writes, flushes)
 //
 // Close with requests in the kernel (environment teardown only) waits for
 // their completions: until then the kernel may still write their memory.
@@ -143,17 +153,19 @@ class UringEngine : public Engine {
 
   void Submit(Request* request) override {
     if (held_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
-    queued_.push_back(request);
+    (request->op == Op::Read ? reads_ : queued_).push_back(request);
     Pump();
   }
 
   std::vector<Request*> Close() override {
-    std::vector<Request*> abandoned(queued_.begin(), queued_.end());
+    std::vector<Request*> abandoned(reads_.begin(), reads_.end());
+    abandoned.insert(abandoned.end(), queued_.begin(), queued_.end());
+    reads_.clear();
     queued_.clear();
     if (ringFd_ >= 0) {
       // Unconsumed entries are taken back: the kernel never saw them.
       __atomic_store_n(sqTail_, *sqTail_ - static_cast<unsigned>(unconsumed_.size()), __ATOMIC_RELEASE);
-      inRing_ -= static_cast<unsigned>(unconsumed_.size());
+      for (Request* r : unconsumed_) LeaveRing(r);
       abandoned.insert(abandoned.end(), unconsumed_.begin(), unconsumed_.end());
       unconsumed_.clear();
       while (inRing_ > 0) {
@@ -199,24 +211,56 @@ class UringEngine : public Engine {
     ringFd_ = -1;
   }
 
+  // The next request that may enter the ring, taken off its queue: a read
+  // first, up to all slots but one while a write or flush is ready to go (so
+  // that reads never starve the writeout); else the oldest write or flush,
+  // unless the barrier holds it back (a flush waits for the writes in the
+  // ring to complete, a write for the flush in it).
+  Request* Next() {
+    bool writeReady = !queued_.empty() && !flushInRing_ && (queued_.front()->op != Op::Flush || writesInRing_ == 0);
+    std::deque<Request*>* from = nullptr;
+    if (!reads_.empty() && (!writeReady || readsInRing_ + 1 < depth_ || depth_ == 1)) {
+      from = &reads_;
+    } else if (writeReady) {
+      from = &queued_;
+    }
+    if (from == nullptr) return nullptr;
+    Request* r = from->front();
+    from->pop_front();
+    return r;
+  }
+
+  void EnterRing(Request* r) {
+    inRing_++;
+    if (r->op == Op::Read) readsInRing_++;
+    if (r->op == Op::Write) writesInRing_++;
+    if (r->op == Op::Flush) flushInRing_ = true;
+  }
+
+  // Completed, or taken back unconsumed.
+  void LeaveRing(Request* r) {
+    inRing_--;
+    if (r->op == Op::Read) readsInRing_--;
+    if (r->op == Op::Write) writesInRing_--;
+    if (r->op == Op::Flush) flushInRing_ = false;
+  }
+
   // Moves queued requests into free ring slots, then offers the kernel every
   // entry it has not consumed yet.
   void Pump() {
     unsigned tail = *sqTail_;
     unsigned added = 0;
-    while (!queued_.empty() && inRing_ < depth_) {
-      Request* r = queued_.front();
-      queued_.pop_front();
+    Request* r;
+    while (inRing_ < depth_ && (r = Next()) != nullptr) {
       unsigned index = tail & sqMask_;
       io_uring_sqe* sqe = &sqes_[index];
       std::memset(sqe, 0, sizeof *sqe);
       sqe->fd = fd_;
       sqe->user_data = reinterpret_cast<uint64_t>(r);
       if (r->op == Op::Flush) {
+        // No write is in the ring (Next held it back until they completed), and none enters until this completes.
         sqe->opcode = IORING_OP_FSYNC;
         sqe->fsync_flags = IORING_FSYNC_DATASYNC;
-        // Runs only once every earlier request in the ring has completed.
-        sqe->flags = IOSQE_IO_DRAIN;
       } else {
         sqe->opcode = r->op == Op::Read ? IORING_OP_READV : IORING_OP_WRITEV;
         sqe->off = r->offset;
@@ -228,7 +272,7 @@ class UringEngine : public Engine {
       unconsumed_.push_back(r);
       tail++;
       added++;
-      inRing_++;
+      EnterRing(r);
     }
     if (added > 0) __atomic_store_n(sqTail_, tail, __ATOMIC_RELEASE);
     Enter();
@@ -256,8 +300,8 @@ class UringEngine : public Engine {
     // Nothing was consumed: take the entries back and fail their requests.
     int err = -errno;
     __atomic_store_n(sqTail_, *sqTail_ - static_cast<unsigned>(unconsumed_.size()), __ATOMIC_RELEASE);
-    inRing_ -= static_cast<unsigned>(unconsumed_.size());
     for (Request* r : unconsumed_) {
+      LeaveRing(r);
       r->result = err;
       failed_.push_back(r);
     }
@@ -294,7 +338,7 @@ class UringEngine : public Engine {
       r->result = cqe->res;
       done->push_back(r);
       head++;
-      inRing_--;
+      LeaveRing(r);
     }
     __atomic_store_n(cqHead_, head, __ATOMIC_RELEASE);
   }
@@ -323,8 +367,12 @@ class UringEngine : public Engine {
   int ringFd_ = -1;
   unsigned depth_ = 0;
   unsigned inRing_ = 0;  // unconsumed, or in the kernel: at most depth_
+  unsigned readsInRing_ = 0;
+  unsigned writesInRing_ = 0;
+  bool flushInRing_ = false;
   size_t held_ = 0;      // submitted, not yet delivered: the loop stays alive
-  std::deque<Request*> queued_;
+  std::deque<Request*> reads_;
+  std::deque<Request*> queued_;  // writes and flushes, in submission order
   std::deque<Request*> unconsumed_;  // in submission-queue order
   std::vector<Request*> failed_;
   PollHandle* handle_ = nullptr;
