@@ -1,4 +1,6 @@
-// open(path, flags) -> geometry or { errno, syscall }; close(fd) -> 0 | -errno.
+// open(path, flags) -> geometry or { errno, syscall }; close(fd) -> 0 | -errno;
+// dataExtent(fd, offset) -> [start, end] of a regular file's first data at or
+// after offset (lseek SEEK_DATA, then SEEK_HOLE), null, or { errno, syscall }.
 //
 // A regular file that does not exist is created without O_DIRECT, sized
 // (sparse) with ftruncate, then reopened with the flags asked for: some file
@@ -171,19 +173,46 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return result;
 }
 
-Napi::Value Close(const Napi::CallbackInfo& info) {
+// Int32Value() would turn NaN into 0 and 1.5 into 1: a call on stdin or
+// stdout for a bad argument. Only a whole number names a descriptor.
+int DescriptorArgument(const Napi::CallbackInfo& info, const char* call) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "close: expected a file descriptor");
-  // Int32Value() would turn NaN into 0 and 1.5 into 1: closing stdin or
-  // stdout for a bad argument. Only a whole number names a descriptor.
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, std::string(call) + ": expected a file descriptor");
   double d = info[0].As<Napi::Number>().DoubleValue();
   if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int>(d))) {
-    throw Napi::RangeError::New(env, "close: file descriptor must be a non-negative integer");
+    throw Napi::RangeError::New(env, std::string(call) + ": file descriptor must be a non-negative integer");
   }
-  int fd = static_cast<int>(d);
+  return static_cast<int>(d);
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = DescriptorArgument(info, "close");
   // close() releases the flock with the last descriptor of the open file.
   if (close(fd) != 0 && errno != EINTR) return Napi::Number::New(env, -errno);
   return Napi::Number::New(env, 0);
+}
+
+// The first run of data at or after `offset`: [start, end); null where
+// nothing but holes follows (ENXIO). A file system without SEEK_DATA reports
+// the whole file as data. lseek moves the descriptor's file position, which
+// no I/O here uses: every request names its offset.
+Napi::Value DataExtent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = DescriptorArgument(info, "dataExtent");
+  if (info.Length() < 2 || !info[1].IsNumber()) throw Napi::TypeError::New(env, "dataExtent: expected (fd, offset)");
+  double offset = info[1].As<Napi::Number>().DoubleValue();
+  if (!(offset >= 0 && offset <= 9007199254740991.0) || offset != static_cast<double>(static_cast<uint64_t>(offset))) {
+    throw Napi::RangeError::New(env, "dataExtent: offset must be a non-negative integer");
+  }
+  off_t start = lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
+  if (start < 0) return errno == ENXIO ? env.Null() : ErrnoResult(env, errno, "lseek");
+  off_t end = lseek(fd, start, SEEK_HOLE);
+  if (end < 0) return ErrnoResult(env, errno, "lseek");
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(0u, Napi::Number::New(env, static_cast<double>(start)));
+  result.Set(1u, Napi::Number::New(env, static_cast<double>(end)));
+  return result;
 }
 
 }  // namespace
@@ -191,6 +220,7 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
 void InitDevice(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("dataExtent", Napi::Function::New(env, DataExtent, "dataExtent"));
 }
 
 }  // namespace blockfork

@@ -91,6 +91,11 @@ export interface NativeAddon {
   open(path: string, flags: NativeOpenFlags): NativeOpened | NativeErrno;
   /** Unlocks and closes; 0 or -errno. */
   close(fd: number): number;
+  /**
+   * A regular file's first run of data at or after `offset` (lseek SEEK_DATA,
+   * then SEEK_HOLE): [start, end); null when only holes follow.
+   */
+  dataExtent(fd: number, offset: number): [number, number] | null | NativeErrno;
   /** Whether io_uring can be set up here (kernel, seccomp, io_uring_disabled): 0 or -errno. */
   probeIoUring(): number;
   createEngine(options: NativeEngineOptions): NativeEngine | NativeErrno;

@@ -272,6 +272,22 @@ describe('bad input', () => {
       assert.deepEqual(JSON.parse(child.stdout), [range, range, range, range, range, range, range, type, type, type]);
     });
 
+    it('dataExtent refuses what is not a descriptor or an offset, and answers a closed descriptor with EBADF', () => {
+      for (const fd of [NaN, 1.5, -1, 2 ** 31, Infinity]) {
+        assert.throws(() => native.dataExtent(fd, 0), rangeError('dataExtent: file descriptor must be a non-negative integer'));
+      }
+      for (const fd of ['1', null, undefined]) assert.throws(() => native.dataExtent(fd as unknown as number, 0), typeError('dataExtent: expected a file descriptor'));
+      for (const offset of [-1, 1.5, NaN, 2 ** 53, Infinity]) {
+        assert.throws(() => native.dataExtent(0, offset), rangeError('dataExtent: offset must be a non-negative integer'));
+      }
+      for (const offset of ['0', null, undefined]) assert.throws(() => native.dataExtent(0, offset as unknown as number), typeError('dataExtent: expected (fd, offset)'));
+      const file = path.join(scratch.path, 'extent.img');
+      fs.writeFileSync(file, Buffer.alloc(4096, 1));
+      const fd = fs.openSync(file, 'r');
+      fs.closeSync(fd);
+      assert.deepEqual(native.dataExtent(fd, 0), { errno: -9, syscall: 'lseek' });
+    });
+
     it('createEngine refuses bad options', () => {
       const good = { fd: 0, kind: 'threads', queueDepth: 4, sectorSize: 512, memoryAlignment: 512, size: 4096, readOnly: true };
       const cases: [unknown, Shape][] = [
@@ -376,6 +392,7 @@ describe('bad input', () => {
           copy: (a, b) => native.copy(a, b),
           open: (a, b) => native.open(a, b),
           close: (a) => { if (typeof a === 'number' && a >= 0 && a < 1024) return; return native.close(a); },
+          dataExtent: (a, b) => native.dataExtent(a, b),
           createEngine: (a) => native.createEngine(a),
           submit: (a, b) => { pending.push(new Promise((resolve) => { try { engine.submit(a, resolve); } catch (e) { resolve(); throw e; } })); },
           submitBatch: (a, b) => { pending.push(new Promise((resolve) => { try { engine.submit([a, b], resolve); } catch (e) { resolve(); throw e; } })); },

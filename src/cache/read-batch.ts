@@ -26,6 +26,8 @@ interface Part {
  * MAX_BUFFERS_PER_REQUEST). One request per page, as each miss would issue
  * alone, costs the device its large transfers and costs us a system call
  * each. A merged request that fails fails every read that had a part in it.
+ * One that the device says lies in a hole (a sparse file's never-written
+ * blocks) is not sent: its buffers are zeroed here.
  *
  * Each merged request is submitted on its own, one after another in offset
  * order in the same turn: a submit resolves when its last request
@@ -102,6 +104,12 @@ export class ReadBatch {
     for (const owners of members) for (const job of owners) job.waiting++;
     for (let k = 0; k < merged.length; k++) {
       const request = merged[k];
+      if (this.device.holeAt?.(request.offset, bytesOf(request))) {
+        // A hole of a sparse file: its zeros without a request (a stream of tx.write over fresh blocks).
+        for (const buffer of request.buffers) buffer.fill(0);
+        for (const job of members[k]) settle(job, undefined);
+        continue;
+      }
       this.device.submit([request]).then(
         ([result]) => {
           const error = result.error ?? this.shortRead(request, result.bytes);

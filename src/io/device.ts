@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { native, isNativeErrno, type NativeEngine, type NativeErrno, type NativeRequest } from '../native';
 import { describe } from './describe';
 import { BlockforkError, systemError, type SystemError } from './errors';
+import { KnownData } from './known-data';
 import type { Geometry } from './geometry';
 import type { BlockIo, IoRequest, IoResult } from './request';
 
@@ -47,6 +48,8 @@ const LOCK_RETRY_MAX_MS = 100;
 export class Device implements BlockIo {
   private closing: Promise<void> | undefined;
   private pending = 0;
+  /** Where a regular file is known to hold data; undefined where holes are never looked for. */
+  private knownData: KnownData | undefined;
   private drained: (() => void) | undefined;
 
   private constructor(
@@ -130,6 +133,35 @@ export class Device implements BlockIo {
 
   get closed(): boolean {
     return this.closing !== undefined;
+  }
+
+  /**
+   * Whether the bytes [offset, offset + length) of a regular file hold no
+   * data now: they are a hole of a sparse file (or space allocated and never
+   * written), which reads as zeros. The read path fills such pages itself,
+   * without a request. False for a block device, where it is not known, and
+   * where the file system cannot tell (then it is not asked again).
+   *
+   * Asked on the JS thread (lseek SEEK_DATA and SEEK_HOLE); the data found is
+   * remembered, so that a file already written in full is asked once. A
+   * block whose write is in flight may still look like a hole: the cache
+   * never reads a block it is writing (the page holds it meanwhile), and a
+   * read racing a write gets either image anyway.
+   */
+  holeAt(offset: number, length: number): boolean {
+    if (this.geometry.isBlockDevice || this.closing) return false;
+    const known = (this.knownData ??= new KnownData());
+    const end = offset + length;
+    if (known.covers(offset, end)) return false;
+    const extent = native.dataExtent(this.fd, offset);
+    if (extent === null) return true;
+    if (isNativeErrno(extent)) {
+      // The file system cannot say: everything is data, as far as reads are concerned.
+      known.add(0, Number.MAX_SAFE_INTEGER);
+      return false;
+    }
+    known.add(extent[0], extent[1]);
+    return extent[0] >= end;
   }
 
   submit(requests: readonly IoRequest[]): Promise<IoResult[]> {

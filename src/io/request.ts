@@ -43,12 +43,20 @@ export interface BlockIo {
   /** Like submit, but rejects with the first failed request's error (short transfers are errors). */
   run(requests: readonly IoRequest[]): Promise<void>;
   /**
-   * fdatasync: everything completed before it is on stable storage. It is
-   * also a barrier: requests submitted after it start only once it is done
-   * (both engines: IOSQE_IO_DRAIN, the thread pool's barrier). Ordered mode
-   * relies on it: delta N+1's writes are submitted once N's completed, and
-   * must not reach the disk before N's flush.
+   * fdatasync: every write submitted before it is on stable storage (it
+   * starts once they have completed). It is also a barrier for writes:
+   * writes submitted after it start only once it is done (both engines hold
+   * them back). Ordered mode relies on it: delta N+1's writes are submitted
+   * once N's completed, and must not reach the disk before N's flush. Reads
+   * are not held back: they never wait for a flush or for queued writes.
    */
   flush(): Promise<void>;
+  /**
+   * Whether [offset, offset + length) holds no data now, so that a read of
+   * it would give zeros without the device (a hole of a sparse file); false
+   * where that is not known. Optional: the read path reads what it is not
+   * told is a hole.
+   */
+  holeAt?(offset: number, length: number): boolean;
   close(): Promise<void>;
 }

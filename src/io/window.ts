@@ -51,6 +51,10 @@ export class BlockWindow implements BlockIo {
     return this.device.flush();
   }
 
+  holeAt(offset: number, length: number): boolean {
+    return this.device.holeAt?.(this.start + offset, length) ?? false;
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -16,7 +16,18 @@ export class ReadLog implements BlockIo {
   /** Per submit that held reads: its read requests, in the order given. */
   readonly submits: ReadSeen[][] = [];
 
-  constructor(readonly inner: BlockIo) {}
+  /**
+   * `holes`: pass the inner device's holeAt through, so that the cache skips
+   * the holes it names; without it the cache reads every block it misses.
+   */
+  constructor(
+    readonly inner: BlockIo,
+    holes = false,
+  ) {
+    if (holes && inner.holeAt) this.holeAt = (offset, length) => (inner.holeAt as NonNullable<BlockIo['holeAt']>)(offset, length);
+  }
+
+  holeAt?: BlockIo['holeAt'];
 
   get path(): string {
     return this.inner.path;
