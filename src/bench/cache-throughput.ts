@@ -1,8 +1,11 @@
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Volume } from '../volume';
+import { open, type Volume } from '../volume';
 import { noiseBlock, openVolume, usableBlocks, type Mode } from './bench-volume';
 import { LatencyRecorder } from './latency';
-import type { Measurement, Subject, Target } from './subject';
+import { NotAvailable, type Measurement, type Subject, type Target } from './subject';
 import { formatBytes } from './units';
 import { MiB, offsetSource, RANDOM_WRITE, SEQUENTIAL_WRITE } from './workloads';
 
@@ -53,6 +56,44 @@ export type StreamCall = 'overwrite' | 'write' | 'overwriteRange';
 export function streamSubject(mode: Mode, call: StreamCall = 'overwrite'): Subject {
   const name = call === 'overwrite' ? modeName(mode) : `${modeName(mode)}, tx.${call}`;
   return { name, unavailable: undefined, run: (target) => runStream(target, mode, call) };
+}
+
+/**
+ * The stream over blocks never written: an ordered volume on a new sparse
+ * file of the region's size beside the target (the bench's own blocks are
+ * prefilled). A warm-up pass over its first quarter, at most the cache's
+ * size, then the timed pass over the rest, all holes: `tx.write` finds each
+ * block a hole and reads nothing, `tx.overwrite` is its reference. Both pay
+ * the file system's block allocation, which the other rows do not.
+ */
+export function freshStreamSubject(call: 'write' | 'overwrite'): Subject {
+  return { name: `cache, ordered, tx.${call}, fresh blocks`, unavailable: undefined, run: (target) => runFreshStream(target, call) };
+}
+
+async function runFreshStream(target: Target, call: 'write' | 'overwrite'): Promise<Measurement> {
+  if (!fs.statSync(target.path).isFile()) throw new NotAvailable('the target is a block device: it has no holes to write into');
+  const file = path.join(path.dirname(target.path), `.blockfork-fresh-${crypto.randomBytes(4).toString('hex')}.img`);
+  try {
+    const volume = await open(file, { journal: false, size: target.region, queueDepth: SEQUENTIAL_WRITE.queueDepth });
+    try {
+      const blocks = usableBlocks(volume, target);
+      const warm = Math.min(CACHE_BYTES / volume.blockSize, Math.floor(blocks / 4));
+      const commitBytes = streamCommitBytes(target.region);
+      let next = 0;
+      await writeBlocks(volume, target, warm, commitBytes, () => next++, 'overwrite');
+      const count = blocks - warm;
+      const seconds = await writeBlocks(volume, target, count, commitBytes, () => next++, call);
+      return {
+        opsPerSecond: count / seconds,
+        bytesPerSecond: (count * volume.blockSize) / seconds,
+        note: `a new sparse file: ${formatBytes(warm * volume.blockSize)} untimed, then ${formatBytes(count * volume.blockSize)} of holes timed`,
+      };
+    } finally {
+      await volume.close();
+    }
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 }
 
 /** As many blocks as the region holds, at the same seeded random blocks as the raw engines' random pass. */

@@ -39,6 +39,29 @@ export function fioCommittedSubject(version: string | undefined, workload: Workl
   };
 }
 
+/**
+ * fio reading and writing the region at once, half and half (--rw=rw,
+ * sequential, the workload's block size and depth), until it has written
+ * the region once: what the device gives a stream that reads every block it
+ * writes, as `tx.write` over blocks that hold data does. Its write side is
+ * reported.
+ */
+export function fioMixedSubject(version: string | undefined, workload: Workload): Subject {
+  return {
+    name: 'fio, read + write',
+    unavailable: version === undefined ? FIO_MISSING : undefined,
+    run: (target) =>
+      runFio(`${workload.id}-mixed`, [
+        ...commonArguments(`${workload.id}-mixed`, target),
+        '--rw=rw',
+        '--rwmixread=50',
+        `--io_size=${2 * target.region}`,
+        `--bs=${workload.blockSize}`,
+        `--iodepth=${workload.queueDepth}`,
+      ]),
+  };
+}
+
 /** fio's awaited small writes, the reference for one-block commits: see fioSyncArguments. */
 export function fioSyncSubject(version: string | undefined, seconds: number): Subject {
   return {
