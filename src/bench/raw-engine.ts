@@ -32,7 +32,7 @@ import { offsetSource, RANDOM_WRITE, requestCount, type Workload } from './workl
 const BATCH_DEPTHS = 4;
 const BATCHES_IN_FLIGHT = 2;
 
-/** A write whose offset the hot loops move from run to run. */
+/** A request whose offset the hot loops move from run to run. */
 export interface WriteRequest extends IoRequest {
   offset: number;
 }
@@ -82,7 +82,7 @@ function drive(device: Device, workload: Workload, target: Target, slab: Slab, t
   const buffers = Array.from({ length: depth }, (_, i) => [slab.page(i)]);
   const batchSize = Math.min(total, depth * BATCH_DEPTHS);
   const batches = Array.from({ length: BATCHES_IN_FLIGHT }, () =>
-    Array.from({ length: batchSize }, (_, i): WriteRequest => ({ op: 'write', offset: 0, buffers: buffers[i % depth] })),
+    Array.from({ length: batchSize }, (_, i): WriteRequest => ({ op: workload.op, offset: 0, buffers: buffers[i % depth] })),
   );
   return new Promise<number>((resolve, reject) => {
     let issued = 0;
@@ -108,6 +108,50 @@ function drive(device: Device, workload: Workload, target: Target, slab: Slab, t
     };
     for (const batch of batches) if (issued < total) issue(batch);
   });
+}
+
+/**
+ * The engine driven as the cache's readers drive it: `workload.queueDepth`
+ * loops, each awaiting one single-block request at a time (a request object
+ * per read, as a miss makes), at the same seeded offsets as the batched pass.
+ * Between the batched row and this one is what one promise per request
+ * costs the JS thread; between this row and the cache's, what the cache adds.
+ */
+export function rawAwaitedSubject(engine: EngineKind, workload: Workload): Subject {
+  return {
+    name: `${engine}, ${workload.queueDepth} awaited loops`,
+    unavailable: engineUnavailable(engine),
+    run: (target) => runRawAwaited(workload, target, engine),
+  };
+}
+
+async function runRawAwaited(workload: Workload, target: Target, engine: EngineKind): Promise<Measurement> {
+  const total = requestCount(workload, target.region);
+  const slab = Slab.alloc(workload.blockSize, workload.queueDepth);
+  try {
+    fillWithNoise(slab, target.seed);
+    const device = await Device.open(target.path, { engine, queueDepth: workload.queueDepth });
+    const nextOffset = offsetSource(workload, target.region, target.seed);
+    let left = total;
+    let seconds: number;
+    try {
+      const start = performance.now();
+      const loop = async (slot: number): Promise<void> => {
+        const buffers = [slab.page(slot)];
+        while (left > 0) {
+          left--;
+          await device.run([{ op: workload.op, offset: nextOffset(), buffers }]);
+        }
+      };
+      await Promise.all(Array.from({ length: workload.queueDepth }, (_, slot) => loop(slot)));
+      seconds = (performance.now() - start) / 1000;
+    } finally {
+      await device.close();
+    }
+    return { bytesPerSecond: (total * workload.blockSize) / seconds, opsPerSecond: total / seconds };
+  } finally {
+    slab.release();
+  }
 }
 
 /**
