@@ -47,12 +47,13 @@ export function fioCommittedSubject(version: string | undefined, workload: Workl
  * reported.
  */
 export function fioMixedSubject(version: string | undefined, workload: Workload): Subject {
+  const job = `${workload.id}-mixed`;
   return {
     name: 'fio, read + write',
     unavailable: version === undefined ? FIO_MISSING : undefined,
     run: (target) =>
-      runFio(`${workload.id}-mixed`, [
-        ...commonArguments(`${workload.id}-mixed`, target),
+      runFio(job, [
+        ...commonArguments(job, target),
         '--rw=rw',
         '--rwmixread=50',
         `--io_size=${2 * target.region}`,

@@ -4,7 +4,7 @@ import type { IoRequest } from '../io/request';
 import { Slab } from '../io/slab';
 import { benchLogSize } from './bench-volume';
 import { LatencyRecorder } from './latency';
-import { engineUnavailable, fillWithNoise, type WriteRequest } from './raw-engine';
+import { engineUnavailable, fillWithNoise, type ReusedRequest } from './raw-engine';
 import type { Measurement, Subject, Target } from './subject';
 import { offsetSource, RANDOM_WRITE, SEQUENTIAL_WRITE } from './workloads';
 
@@ -88,8 +88,8 @@ async function runCommits(target: Target, seconds: number): Promise<Measurement>
     const device = await Device.open(target.path, { engine: 'io_uring', queueDepth: 4 });
     const homeBlocks = (target.region - logBytes) / B;
     const nextOffset = offsetSource(RANDOM_WRITE, target.region, target.seed);
-    const log: WriteRequest = { op: 'write', offset: 0, buffers: [Buffer.from(slab.memory, 0, 3 * B)], dsync: true };
-    const homeWrite: WriteRequest = { op: 'write', offset: 0, buffers: [slab.page(3)] };
+    const log: ReusedRequest = { op: 'write', offset: 0, buffers: [Buffer.from(slab.memory, 0, 3 * B)], dsync: true };
+    const homeWrite: ReusedRequest = { op: 'write', offset: 0, buffers: [slab.page(3)] };
     let count = 0;
     let logPosition = 0;
     const start = performance.now();

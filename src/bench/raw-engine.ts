@@ -33,7 +33,7 @@ const BATCH_DEPTHS = 4;
 const BATCHES_IN_FLIGHT = 2;
 
 /** A request whose offset the hot loops move from run to run. */
-export interface WriteRequest extends IoRequest {
+export interface ReusedRequest extends IoRequest {
   offset: number;
 }
 
@@ -46,8 +46,11 @@ export function rawEngineSubject(engine: EngineKind, workload: Workload): Subjec
   return { name: engine, unavailable: engineUnavailable(engine), run: (target) => runRaw(workload, target, engine) };
 }
 
-/** One pass of `workload` over the target's region through `engine`. */
-export async function runRaw(workload: Workload, target: Target, engine: EngineKind | 'auto'): Promise<Measurement> {
+/** Runs one pass over the target's region on a device and its slab: resolves with its seconds. */
+type Pass = (device: Device, workload: Workload, target: Target, slab: Slab, total: number) => Promise<number>;
+
+/** One pass of `workload` over the target's region through `engine`, by `pass` (batched, by default). */
+export async function runRaw(workload: Workload, target: Target, engine: EngineKind | 'auto', pass: Pass = drive): Promise<Measurement> {
   const total = requestCount(workload, target.region);
   const slab = Slab.alloc(workload.blockSize, workload.queueDepth);
   try {
@@ -55,7 +58,7 @@ export async function runRaw(workload: Workload, target: Target, engine: EngineK
     const device = await Device.open(target.path, { engine, queueDepth: workload.queueDepth });
     let seconds: number;
     try {
-      seconds = await drive(device, workload, target, slab, total);
+      seconds = await pass(device, workload, target, slab, total);
     } finally {
       await device.close();
     }
@@ -82,14 +85,14 @@ function drive(device: Device, workload: Workload, target: Target, slab: Slab, t
   const buffers = Array.from({ length: depth }, (_, i) => [slab.page(i)]);
   const batchSize = Math.min(total, depth * BATCH_DEPTHS);
   const batches = Array.from({ length: BATCHES_IN_FLIGHT }, () =>
-    Array.from({ length: batchSize }, (_, i): WriteRequest => ({ op: workload.op, offset: 0, buffers: buffers[i % depth] })),
+    Array.from({ length: batchSize }, (_, i): ReusedRequest => ({ op: workload.op, offset: 0, buffers: buffers[i % depth] })),
   );
   return new Promise<number>((resolve, reject) => {
     let issued = 0;
     let completed = 0;
     let failed = false;
     const start = process.hrtime.bigint();
-    const issue = (batch: WriteRequest[]): void => {
+    const issue = (batch: ReusedRequest[]): void => {
       const count = Math.min(batch.length, total - issued);
       batch.length = count;
       for (let i = 0; i < count; i++) batch[i].offset = nextOffset();
@@ -121,37 +124,24 @@ export function rawAwaitedSubject(engine: EngineKind, workload: Workload): Subje
   return {
     name: `${engine}, ${workload.queueDepth} awaited loops`,
     unavailable: engineUnavailable(engine),
-    run: (target) => runRawAwaited(workload, target, engine),
+    run: (target) => runRaw(workload, target, engine, driveAwaited),
   };
 }
 
-async function runRawAwaited(workload: Workload, target: Target, engine: EngineKind): Promise<Measurement> {
-  const total = requestCount(workload, target.region);
-  const slab = Slab.alloc(workload.blockSize, workload.queueDepth);
-  try {
-    fillWithNoise(slab, target.seed);
-    const device = await Device.open(target.path, { engine, queueDepth: workload.queueDepth });
-    const nextOffset = offsetSource(workload, target.region, target.seed);
-    let left = total;
-    let seconds: number;
-    try {
-      const start = performance.now();
-      const loop = async (slot: number): Promise<void> => {
-        const buffers = [slab.page(slot)];
-        while (left > 0) {
-          left--;
-          await device.run([{ op: workload.op, offset: nextOffset(), buffers }]);
-        }
-      };
-      await Promise.all(Array.from({ length: workload.queueDepth }, (_, slot) => loop(slot)));
-      seconds = (performance.now() - start) / 1000;
-    } finally {
-      await device.close();
+/** The awaited pass: `workload.queueDepth` loops, each with its own page, until `total` requests have completed. */
+async function driveAwaited(device: Device, workload: Workload, target: Target, slab: Slab, total: number): Promise<number> {
+  const nextOffset = offsetSource(workload, target.region, target.seed);
+  let left = total;
+  const start = performance.now();
+  const loop = async (slot: number): Promise<void> => {
+    const buffers = [slab.page(slot)];
+    while (left > 0) {
+      left--;
+      await device.run([{ op: workload.op, offset: nextOffset(), buffers }]);
     }
-    return { bytesPerSecond: (total * workload.blockSize) / seconds, opsPerSecond: total / seconds };
-  } finally {
-    slab.release();
-  }
+  };
+  await Promise.all(Array.from({ length: workload.queueDepth }, (_, slot) => loop(slot)));
+  return (performance.now() - start) / 1000;
 }
 
 /**
@@ -170,7 +160,7 @@ async function runRawSync(target: Target, engine: EngineKind, seconds: number): 
     fillWithNoise(slab, target.seed);
     const device = await Device.open(target.path, { engine, queueDepth: 1 });
     const nextOffset = offsetSource(RANDOM_WRITE, target.region, target.seed);
-    const request: WriteRequest = { op: 'write', offset: 0, buffers: [slab.page(0)] };
+    const request: ReusedRequest = { op: 'write', offset: 0, buffers: [slab.page(0)] };
     let count = 0;
     const start = performance.now();
     const end = start + seconds * 1000;
