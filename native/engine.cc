@@ -146,8 +146,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, p
     if (batch->isFlush) {
       argument = Napi::Number::New(env, batch->requests[0].result);
     } else {
-      Napi::Float64Array results = Napi::Float64Array::New(env, batch->requests.size());
-      for (size_t i = 0; i < batch->requests.size(); i++) results[i] = batch->requests[i].result;
+      // A plain array, not a Float64Array: a typed array's memory is a
+      // malloc and a backing store for the collector to track, per batch.
+      Napi::Array results = Napi::Array::New(env, batch->requests.size());
+      for (size_t i = 0; i < batch->requests.size(); i++) {
+        results.Set(static_cast<uint32_t>(i), Napi::Number::New(env, batch->requests[i].result));
+      }
       argument = results;
     }
     // Unpinned before the callback runs, so that it may release the slabs.
@@ -215,10 +219,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, p
       Ref();
     }
     inFlight_ += raw->requests.size();
+    std::vector<Request*> requests;
+    requests.reserve(raw->requests.size());
     for (Request& r : raw->requests) {
       r.batch = raw;
-      engine_->Submit(&r);
+      requests.push_back(&r);
     }
+    engine_->Submit(requests.data(), requests.size());
     return env.Undefined();
   }
 
@@ -239,29 +246,35 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, p
     // Grown as requests are read, never from the array's claimed length: a
     // sparse array may claim four billion.
     batch->requests.reserve(count < 1024 ? count : 1024);
+    Napi::Object keyList = instance_->requestKeys.Value();
+    RequestKeys keys{keyList.Get(0u), keyList.Get(1u), keyList.Get(2u), keyList.Get(3u)};
     for (uint32_t i = 0; i < count; i++) {
       batch->requests.emplace_back();
-      Parse(env, list.Get(i), i, &batch->requests.back(), batch.get());
+      Parse(env, keys, list.Get(i), i, &batch->requests.back(), batch.get());
       // The caller's JS (a getter) may have closed the engine meanwhile.
       CheckOpen(env);
     }
     return Queue(env, std::move(batch), done);
   }
 
-  void Parse(Napi::Env env, Napi::Value value, uint32_t i, Request* r, Batch* batch) {
+  struct RequestKeys {
+    Napi::Value op, dsync, offset, buffers;
+  };
+
+  void Parse(Napi::Env env, const RequestKeys& keys, Napi::Value value, uint32_t i, Request* r, Batch* batch) {
     if (!value.IsObject()) throw Napi::TypeError::New(env, At(i) + "must be an object");
     Napi::Object o = value.As<Napi::Object>();
-    Napi::Value op = o.Get("op");
+    Napi::Value op = o.Get(keys.op);
     if (!op.IsNumber() || (op.As<Napi::Number>().DoubleValue() != 0 && op.As<Napi::Number>().DoubleValue() != 1)) {
       throw Napi::TypeError::New(env, At(i) + "op must be 0 (read) or 1 (write)");
     }
     r->op = op.As<Napi::Number>().DoubleValue() == 0 ? Op::Read : Op::Write;
     if (r->op == Op::Write && options_.readOnly) throw CodedError(env, "ERR_READ_ONLY", At(i) + "the device is open read-only");
-    Napi::Value dsync = o.Get("dsync");
+    Napi::Value dsync = o.Get(keys.dsync);
     if (!dsync.IsUndefined() && !dsync.IsBoolean()) throw Napi::TypeError::New(env, At(i) + "dsync must be a boolean");
     r->dsync = dsync.IsBoolean() && dsync.As<Napi::Boolean>().Value();
 
-    Napi::Value offsetValue = o.Get("offset");
+    Napi::Value offsetValue = o.Get(keys.offset);
     if (!offsetValue.IsNumber()) throw Napi::TypeError::New(env, At(i) + "offset must be a number");
     double offset = offsetValue.As<Napi::Number>().DoubleValue();
     if (!(offset >= 0 && offset <= 9007199254740991.0) || offset != static_cast<double>(static_cast<uint64_t>(offset))) {
@@ -273,7 +286,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, p
                                            " is not a multiple of the sector size " + std::to_string(options_.sectorSize));
     }
 
-    Napi::Value buffersValue = o.Get("buffers");
+    Napi::Value buffersValue = o.Get(keys.buffers);
     if (!buffersValue.IsArray()) throw Napi::TypeError::New(env, At(i) + "buffers must be an array of Uint8Arrays");
     Napi::Array buffers = buffersValue.As<Napi::Array>();
     uint32_t n = buffers.Length();
@@ -390,6 +403,12 @@ Napi::Value ProbeIoUring(const Napi::CallbackInfo& info) { return Napi::Number::
 
 void InitEngine(Napi::Env env, Napi::Object exports) {
   GetInstance(env)->engineConstructor = Napi::Persistent(EngineWrap::Define(env));
+  Napi::Array keys = Napi::Array::New(env, 4);
+  keys.Set(0u, "op");
+  keys.Set(1u, "dsync");
+  keys.Set(2u, "offset");
+  keys.Set(3u, "buffers");
+  GetInstance(env)->requestKeys = Napi::Persistent(keys.As<Napi::Object>());
   exports.Set("createEngine", Napi::Function::New(env, CreateEngine, "createEngine"));
   exports.Set("probeIoUring", Napi::Function::New(env, ProbeIoUring, "probeIoUring"));
 }

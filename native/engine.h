@@ -69,13 +69,16 @@ class Engine {
   // its threads on first use): 0, or -errno with *syscall set, and then
   // nothing may be submitted.
   virtual int Ready(const char** syscall) = 0;
-  // Queues the request and starts it when a slot is free. A flush runs only
+  // Queues the requests and starts each when a slot is free. A flush runs only
   // after every write submitted before it has completed, and no write
   // submitted after it starts before it has completed. Reads are not ordered
   // against writes or flushes: a queued read takes a free slot before queued
   // writes do (all but one slot, while a write waits), and never waits for a
   // flush, since a reader waits on the disk and a writer only on its commit.
-  virtual void Submit(Request* request) = 0;
+  // A batch's requests are handed over together, so that the engine can
+  // start all of them at once (one io_uring_enter for the batch, not one per
+  // request).
+  virtual void Submit(Request* const* requests, size_t count) = 0;
   // Stops the engine and frees its resources, returning every request not
   // delivered (none when nothing is in flight); none of them is touched by
   // the kernel or a thread any more.

@@ -36,6 +36,10 @@ struct Instance {
   // Shared with every slab, whose finalizer may run after this is gone.
   std::shared_ptr<SlabRegistry> slabs = std::make_shared<SlabRegistry>();
   Napi::FunctionReference engineConstructor;
+  // The property names a request is read by ("op", "dsync", "offset",
+  // "buffers"), made once: a name given as a C string is made into a JS
+  // string, and looked up in V8's string table, at every read of it.
+  Napi::ObjectReference requestKeys;
   std::set<OpenEngine*> engines;
   HandleCloses closes;
   // Tells the batches apart, so that a batch takes one reference per slab.

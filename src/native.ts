@@ -68,7 +68,7 @@ export interface NativeEngine {
    * at once. Returns a failed system call (a thread that could not be
    * started) with nothing queued, else undefined.
    */
-  submit(requests: readonly NativeRequest[], done: (results: Float64Array) => void): NativeErrno | undefined;
+  submit(requests: readonly NativeRequest[], done: (results: number[]) => void): NativeErrno | undefined;
   /** fdatasync after everything submitted before it; `done(0 | -errno)`. Returns as submit does. */
   flush(done: (result: number) => void): NativeErrno | undefined;
   /** Stops the engine; refuses (throws) while requests are in flight. */

@@ -356,7 +356,7 @@ describe('bad input', () => {
       });
 
       it('refuses to close with requests in flight, and delivers them', async () => {
-        const done = new Promise<Float64Array>((resolve) => engine.submit([{ op: 1, offset: 0, buffers: [slab.page(0)], dsync: false }], resolve));
+        const done = new Promise<number[]>((resolve) => engine.submit([{ op: 1, offset: 0, buffers: [slab.page(0)], dsync: false }], resolve));
         assert.equal(engine.inFlight, 1);
         assert.throws(() => engine.close(), { code: 'ERR_BUSY', message: 'close: 1 request(s) still in flight' });
         assert.deepEqual([...(await done)], [PAGE]);

@@ -38,7 +38,7 @@ describe('page slabs', () => {
     const slabs = [Slab.alloc(native.pageSize, 8), Slab.alloc(native.pageSize * 2, 3), Slab.alloc(1 << 20, 1)];
     try {
       const buffers = slabs.flatMap((s) => Array.from({ length: s.pageCount }, (_, i) => s.page(i).subarray(0, native.pageSize)));
-      const results = await new Promise<Float64Array>((resolve) =>
+      const results = await new Promise<number[]>((resolve) =>
         engine.submit(
           buffers.map((b, i) => ({ op: 1, offset: i * native.pageSize, buffers: [b], dsync: false })),
           resolve,
