@@ -219,13 +219,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap>, public CompletionSink, p
       Ref();
     }
     inFlight_ += raw->requests.size();
-    std::vector<Request*> requests;
-    requests.reserve(raw->requests.size());
-    for (Request& r : raw->requests) {
-      r.batch = raw;
-      requests.push_back(&r);
-    }
-    engine_->Submit(requests.data(), requests.size());
+    for (Request& r : raw->requests) r.batch = raw;
+    engine_->Submit(raw->requests.data(), raw->requests.size());
     return env.Undefined();
   }
 

@@ -77,8 +77,9 @@ class Engine {
   // flush, since a reader waits on the disk and a writer only on its commit.
   // A batch's requests are handed over together, so that the engine can
   // start all of them at once (one io_uring_enter for the batch, not one per
-  // request).
-  virtual void Submit(Request* const* requests, size_t count) = 0;
+  // request). `requests` is the batch's own array, which stays in place until
+  // the batch is freed, so the engine may hold pointers into it.
+  virtual void Submit(Request* requests, size_t count) = 0;
   // Stops the engine and frees its resources, returning every request not
   // delivered (none when nothing is in flight); none of them is touched by
   // the kernel or a thread any more.

@@ -100,12 +100,12 @@ class ThreadEngine : public Engine {
     return 0;
   }
 
-  void Submit(Request* const* requests, size_t count) override {
+  void Submit(Request* requests, size_t count) override {
     if (outstanding_ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->async));
     outstanding_ += count;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      for (size_t i = 0; i < count; i++) (requests[i]->op == Op::Read ? reads_ : queue_).push_back(requests[i]);
+      for (size_t i = 0; i < count; i++) (requests[i].op == Op::Read ? reads_ : queue_).push_back(&requests[i]);
     }
     if (count == 1) {
       wake_.notify_one();

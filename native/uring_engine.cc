@@ -151,10 +151,10 @@ class UringEngine : public Engine {
 
   int Ready(const char** /*syscallName*/) override { return 0; }
 
-  void Submit(Request* const* requests, size_t count) override {
+  void Submit(Request* requests, size_t count) override {
     if (held_ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
     held_ += count;
-    for (size_t i = 0; i < count; i++) (requests[i]->op == Op::Read ? reads_ : queued_).push_back(requests[i]);
+    for (size_t i = 0; i < count; i++) (requests[i].op == Op::Read ? reads_ : queued_).push_back(&requests[i]);
     Pump();
   }
 
