@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { native } from '../src/native';
 import { fioArguments, fioSyncArguments, fioVersion, parseFioJson } from '../src/bench/fio';
 import { check, type GoalInputs } from '../src/bench/goals';
+import { THRESHOLD_RUN_KIB } from '../src/bench/redirect-threshold';
 import { offsetSource, RANDOM_WRITE, SEQUENTIAL_WRITE } from '../src/bench/workloads';
 import { buildCli, makeFile, makeTempDir, runCli } from './cli-support';
 
@@ -90,7 +91,7 @@ describe('blockfork bench', function () {
     // Version 2 beside version 1, and the price of its redirects.
     positive(rowOf(report, 'sequential', 'cache, journal v2').mbPerSecond, 'sequential: cache, journal v2, MB/s');
     for (const subject of ['cache, ordered', 'cache, journal v2']) positive(rowOf(report, 'fragmentation', subject).mbPerSecond, `fragmentation/${subject} MB/s`);
-    for (const kib of [16, 64, 256]) {
+    for (const kib of THRESHOLD_RUN_KIB) {
       for (const how of ['redirected', 'logged']) {
         const row = rowOf(report, 'redirect-threshold', `${kib} KiB runs, ${how}`);
         positive(row.mbPerSecond, `redirect-threshold/${kib} KiB ${how} MB/s`);

@@ -1,5 +1,5 @@
 import { fragmentationSubject } from './fragmentation';
-import { thresholdSubject } from './redirect-threshold';
+import { THRESHOLD_RUN_KIB, thresholdSubject } from './redirect-threshold';
 import { randomReadSubject, sequentialReadSubject } from './cache-reads';
 import { clientsSubject } from './concurrent-clients';
 import { lmdbClientsSubject } from './lmdb-clients';
@@ -167,7 +167,7 @@ export function comparisons(fio: string | undefined, scale: BenchScale): Compari
       id: 'redirect-threshold',
       title: 'random runs on version 2, redirected or logged (redirectMin)',
       // No target: what the threshold trades (write rate, and a later sequential read in the notes).
-      entries: [16, 64, 256].flatMap((kib) => [entry(thresholdSubject(kib << 10, true)), entry(thresholdSubject(kib << 10, false))]),
+      entries: THRESHOLD_RUN_KIB.flatMap((kib) => [entry(thresholdSubject(kib << 10, true)), entry(thresholdSubject(kib << 10, false))]),
     },
     {
       id: 'random-read',

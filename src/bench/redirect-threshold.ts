@@ -16,6 +16,12 @@ import { MiB } from './workloads';
  * sequential reader pays for (the note gives that read's rate).
  */
 const WRITE_BYTES = 256 * MiB;
+/**
+ * The run lengths measured, KiB: from where redirecting cannot gain (two
+ * blocks) to where every run is a large transfer, with the default
+ * (DEFAULT_REDIRECT_BYTES) and its neighbours in between.
+ */
+export const THRESHOLD_RUN_KIB: readonly number[] = [8, 16, 32, 64, 128, 256, 1024];
 const COMMIT_BYTES = 16 * MiB;
 const READ_BLOCKS = 256;
 const CACHE_BYTES = 64 * MiB;

@@ -46,21 +46,30 @@ import type { MapDirty, VolumeMap } from './block-map';
 import type { JournalBlock, JournalRun } from './home-area';
 
 /**
- * 64 KiB: at this size a run's map change (one entry per block, one or two
- * map blocks logged and written home per run, shared by every run in the
- * same map block) costs a few percent of the second write it saves, and a
- * region is moved in pieces of at least this size, which a sequential read
- * takes in stride (a fraction of the 1 MiB requests it is read with).
+ * 64 KiB: the shortest run whose move costs a later sequential reader no
+ * more than a longer run's does, while its write already gains most of what
+ * redirecting gains.
  *
- * Measured (`blockfork bench --only redirect-threshold`, random runs over a
- * 1 GiB image, every run redirected against every run logged, timed to
- * close; then the region read in order): 16 KiB runs wrote at 482 against
- * 392 MB/s but read back at 364 against 560; 64 KiB runs 738 against 790,
- * read back 375 against 788; 256 KiB runs 878 against 867, read back 550
- * against 546. So at 64 KiB that run showed no write gain and a read cost;
- * a scratch sweep (8 KiB to 1 MiB, noisier) had redirecting ahead on writes
- * at every length and reading back at 0.6 to 0.75 of the logged case at
- * every length. The measurements do not single out a better point yet.
+ * What a run's redirect trades: its map change (one entry per block, one or
+ * two map blocks logged and written home per run, shared by every run in the
+ * same map block) against the second write it saves; and a piece of a region
+ * that was contiguous on disk moved elsewhere, which a sequential reader
+ * pays for. Measured with `blockfork bench --only redirect-threshold`
+ * (random runs of one length over a 1 GiB image, every run redirected
+ * against every run logged, timed to close; then the region read in order),
+ * two runs of 8 KiB to 1 MiB on a quiet machine:
+ *
+ *   - the write, redirected against logged: 1.04–1.26× at 8 KiB, 1.08–1.43×
+ *     at 16, 1.26–1.38× at 32, 1.21–1.45× at 64, 1.39–1.77× at 128,
+ *     1.41–1.66× at 256 KiB and 1 MiB;
+ *   - the read after it: 0.42–0.49× at 8 KiB, 0.53–0.69× at 16, 0.59–0.73×
+ *     at 32, and 0.60–0.78× from 64 KiB to 1 MiB, where every length falls
+ *     in the same band (the reader pays per piece moved, whatever its size,
+ *     once a piece is a large transfer of its own).
+ *
+ * Below 64 KiB a moved piece costs a reader more and the write gains less;
+ * a higher threshold would not lower the reader's price, and would log the
+ * runs below it twice for nothing.
  */
 export const DEFAULT_REDIRECT_BYTES = 64 << 10;
 
