@@ -187,31 +187,42 @@ describe('journal format version 2: redirect-on-write', function () {
     assert.equal(redirect.pendingFreeBlocks, 0);
   });
 
-  it('holds the free of a block a logged image still targets until a checkpoint covers it (replay would write the image over its next owner)', async () => {
-    const path = volumes.file();
-    const vol = await openV2(path, { reserveSize: 128 * B });
-    // Delta 1: a short run (3 blocks, under redirectMin's 4), logged whole: its images target blocks 500..502 at their identity places.
-    await vol.change(async (tx) => {
-      for (let b = 500; b < 503; b++) stamp(await tx.overwrite(b), b, 1);
+  // Between the logged images and the run that moves their blocks: nothing, or small deltas that log elsewhere
+  // (the pins of every delta since the checkpoint count, not the last one's alone).
+  for (const between of [0, 4]) {
+    const when = between === 0 ? 'in the delta before' : `${between} small deltas before`;
+    it(`holds the free of a block a logged image still targets until a checkpoint covers it, the image logged ${when} (replay would write it over the block's next owner)`, async () => {
+      const path = volumes.file();
+      const vol = await openV2(path, { reserveSize: 128 * B });
+      // Delta 1: a short run (3 blocks, under redirectMin's 4), logged whole: its images target blocks 500..502 at their identity places.
+      await vol.change(async (tx) => {
+        for (let b = 500; b < 503; b++) stamp(await tx.overwrite(b), b, 1);
+      });
+      await vol.commit();
+      // Awaited one-block commits elsewhere, each pinning its own place.
+      for (let k = 0; k < between; k++) {
+        await vol.change(async (tx) => stamp(await tx.overwrite(2000 + k), 2000 + k, 1));
+        await vol.commit();
+      }
+      // Then a long run over them: redirected, so 500..563 leave their places.
+      await vol.change(async (tx) => {
+        for (let b = 500; b < 564; b++) stamp(await tx.overwrite(b), b, 2);
+      });
+      await vol.commit();
+      const redirect = vol.stats().journal?.redirect;
+      assert.ok(redirect);
+      assert.equal(redirect.redirectedBlocks, 64);
+      assert.equal(vol.stats().journal?.checkpointedDelta, 0, 'no checkpoint yet');
+      // 61 old places are free since the run's delta is durable; the 3 that delta 1's logged images target wait.
+      assert.equal(redirect.pendingFreeBlocks, 3, 'the pinned blocks are held');
+      assert.equal(redirect.freeBlocks, 128 - 64 + 61);
+      await vol.close();
+      const again = await openV2(path);
+      assert.equal(again.stats().journal?.redirect?.freeBlocks, 128, 'the checkpoint at close released them');
+      for (const b of [500, 502, 563]) assert.equal((await again.read(b)).readUInt32LE(4), 2);
+      for (let k = 0; k < between; k++) assert.equal((await again.read(2000 + k)).readUInt32LE(4), 1);
     });
-    await vol.commit();
-    // Delta 2: a long run over them: redirected, so 500..563 leave their places.
-    await vol.change(async (tx) => {
-      for (let b = 500; b < 564; b++) stamp(await tx.overwrite(b), b, 2);
-    });
-    await vol.commit();
-    const redirect = vol.stats().journal?.redirect;
-    assert.ok(redirect);
-    assert.equal(redirect.redirectedBlocks, 64);
-    assert.equal(vol.stats().journal?.checkpointedDelta, 0, 'no checkpoint yet');
-    // 61 old places are free since delta 2 is durable; the 3 that delta 1's logged images target wait.
-    assert.equal(redirect.pendingFreeBlocks, 3, 'the pinned blocks are held');
-    assert.equal(redirect.freeBlocks, 128 - 64 + 61);
-    await vol.close();
-    const again = await openV2(path);
-    assert.equal(again.stats().journal?.redirect?.freeBlocks, 128, 'the checkpoint at close released them');
-    for (const b of [500, 502, 563]) assert.equal((await again.read(b)).readUInt32LE(4), 2);
-  });
+  }
 
   it('opens a version 1 volume as before, and refuses version 2 options that cannot apply', async () => {
     const path = volumes.file();

@@ -92,10 +92,20 @@ export interface RedirectCounters {
 
 export class Redirector {
   readonly counters: RedirectCounters = { redirectedBlocks: 0, loggedBlocks: 0, mapBlocksLogged: 0, reserveWaits: 0 };
-  /** Physical block -> the newest delta that logged an image to it, for the deltas after the checkpoint. */
+  /**
+   * Physical block -> the newest delta that logged an image to it, for the
+   * deltas after the checkpoint: the first `folded` entries of `pins`. It is
+   * brought up to date only by a plan that frees blocks (foldPins), the one
+   * place it is read: a run of small commits, which frees nothing, adds a
+   * delta's pins to a list and drops them at the next checkpoint, without a
+   * Map entry per logged block (the plan's largest cost in an awaited
+   * one-block commit).
+   */
   private readonly pinned = new Map<number, number>();
   /** The pins each delta made, oldest first, to drop at checkpoints. */
   private readonly pins: { delta: number; physicals: number[] }[] = [];
+  /** How many of `pins`, from the oldest, are in `pinned`. */
+  private folded = 0;
   /** Frees of pinned blocks, oldest first: released once a checkpoint covers their delta. */
   private readonly held: { delta: number; runs: Run[] }[] = [];
   private heldCount = 0;
@@ -126,7 +136,11 @@ export class Redirector {
   /** A checkpoint covers every delta up to `delta`: their logged images are never replayed again. */
   checkpointed(delta: number): void {
     while (this.pins.length > 0 && this.pins[0].delta <= delta) {
-      for (const p of (this.pins.shift() as { physicals: number[] }).physicals) if ((this.pinned.get(p) ?? Infinity) <= delta) this.pinned.delete(p);
+      const { physicals } = this.pins.shift() as { physicals: number[] };
+      // Pins never folded never entered the map: they are dropped with their list.
+      if (this.folded === 0) continue;
+      this.folded--;
+      for (const p of physicals) if ((this.pinned.get(p) ?? Infinity) <= delta) this.pinned.delete(p);
     }
     const released: number[] = [];
     while (this.held.length > 0 && this.held[0].delta <= delta) {
@@ -173,7 +187,8 @@ export class Redirector {
     const logged: JournalBlock[] = [];
     const redirected: JournalRun[] = [];
     let redirectedBlocks = 0;
-    const touched = new Map<number, Buffer>();
+    // The map blocks the redirected runs change: none in a delta of short runs alone.
+    let touched: Map<number, Buffer> | undefined;
     const freed: number[] = [];
     const pinnedNow: number[] = [];
     const start = this.map.physicalStart;
@@ -186,7 +201,7 @@ export class Redirector {
           const volumeFirst = blocks[at].home;
           const lookup = this.map.physicals(volumeFirst, run.length, freed);
           if (lookup !== undefined) await lookup;
-          await this.map.setRun(volumeFirst, run.start, run.length, dirty, touched);
+          await this.map.setRun(volumeFirst, run.start, run.length, dirty, (touched ??= new Map()));
           const images: Uint8Array[] = new Array(run.length);
           for (let k = 0; k < run.length; k++, at++) images[k] = blocks[at].image;
           redirected.push({ home: start + run.start, images });
@@ -202,18 +217,19 @@ export class Redirector {
     }
     const held: number[] = [];
     let released: number[] = freed;
-    if (this.pinned.size > 0) {
+    // This delta's own pins come after: a block it logs is not one it frees (they are other volume blocks' homes).
+    const pinned = freed.length > 0 ? this.foldPins() : undefined;
+    if (pinned !== undefined && pinned.size > 0) {
       released = [];
-      for (const p of freed) (this.pinned.has(p) ? held : released).push(p);
+      for (const p of freed) (pinned.has(p) ? held : released).push(p);
     }
     for (const run of coalesce(released)) this.allocator.deferFree(delta, run);
     if (held.length > 0) {
       this.held.push({ delta, runs: coalesce(held) });
       this.heldCount += held.length;
     }
-    for (const p of pinnedNow) this.pinned.set(p, delta);
     if (pinnedNow.length > 0) this.pins.push({ delta, physicals: pinnedNow });
-    const mapBlocks = this.map.seal(touched);
+    const mapBlocks = touched === undefined ? [] : this.map.seal(touched);
     this.counters.redirectedBlocks += redirectedBlocks;
     this.counters.loggedBlocks += logged.length;
     this.counters.mapBlocksLogged += mapBlocks.length;
@@ -221,6 +237,15 @@ export class Redirector {
     sortByHome(all);
     sortByHome(redirected);
     return { logged: all, redirected };
+  }
+
+  /** `pinned`, with every delta's pins since the last fold added, oldest first (a newer delta's pin wins). */
+  private foldPins(): Map<number, number> {
+    for (; this.folded < this.pins.length; this.folded++) {
+      const { delta, physicals } = this.pins[this.folded];
+      for (const p of physicals) this.pinned.set(p, delta);
+    }
+    return this.pinned;
   }
 
   /** At most the map and summary blocks a plan of these blocks changes. */
