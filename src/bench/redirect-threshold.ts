@@ -17,9 +17,9 @@ import { MiB } from './workloads';
  */
 const WRITE_BYTES = 256 * MiB;
 /**
- * The run lengths measured, KiB: from where redirecting cannot gain (two
- * blocks) to where every run is a large transfer, with the default
- * (DEFAULT_REDIRECT_BYTES) and its neighbours in between.
+ * The run lengths measured, KiB: from the shortest run that can be
+ * redirected (two 4 KiB blocks) to runs that are each a large transfer,
+ * with the default (DEFAULT_REDIRECT_BYTES) and its neighbours in between.
  */
 export const THRESHOLD_RUN_KIB: readonly number[] = [8, 16, 32, 64, 128, 256, 1024];
 const COMMIT_BYTES = 16 * MiB;
