@@ -147,7 +147,15 @@ class RecordingStage implements JournalStage {
   }
 
   async log(delta: number, blocks: readonly DirtyBlock[], redirected: readonly DirtyRun[] = []): Promise<void> {
-    const runBlocks = redirected.flatMap((run) => run.images.map((image, i) => ({ home: run.home + i, image })));
+    // A run's images may be joined (several blocks in one view): one entry per block.
+    const runBlocks = redirected.flatMap((run) => {
+      const out: DirtyBlock[] = [];
+      let home = run.home;
+      for (const image of run.images) {
+        for (let at = 0; at < image.byteLength; at += this.blockSize) out.push({ home: home++, image: image.subarray(at, at + this.blockSize) });
+      }
+      return out;
+    });
     this.calls.push({ call: 'log', delta, homes: blocks.map((b) => b.home), redirected: runBlocks.map((b) => b.home) });
     for (const b of [...blocks, ...runBlocks]) this.logged.set(b.home, Buffer.from(b.image));
     const gate = this.logGate;

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { joinAdjacent } from '../src/io/adjacent';
 import { Device } from '../src/io/device';
 import type { Slab } from '../src/io/slab';
 import { allocBlocks } from '../src/journal/block-memory';
@@ -62,15 +63,23 @@ describe('journal replay: redirected blocks and the homes a delta names', () => 
     });
   }
 
-  /** Blocks of consecutive homes as the runs an append takes for its redirected blocks. */
+  /**
+   * Blocks of consecutive homes as the runs an append takes for its
+   * redirected blocks: a view per block in the first run made, the second's
+   * joined where adjacent in memory (as a plan makes them), and so on
+   * alternately.
+   */
+  let runsMade = 0;
   function runsOf(blocks: readonly JournalBlock[]): JournalRun[] {
-    const runs: { home: number; images: Uint8Array[] }[] = [];
+    const runs: { home: number; images: Uint8Array[]; blocks: number }[] = [];
     for (const b of blocks) {
       const last = runs[runs.length - 1];
-      if (last !== undefined && last.home + last.images.length === b.home) last.images.push(b.image);
-      else runs.push({ home: b.home, images: [b.image] });
+      if (last !== undefined && last.home + last.blocks === b.home) {
+        last.images.push(b.image);
+        last.blocks++;
+      } else runs.push({ home: b.home, images: [b.image], blocks: 1 });
     }
-    return runs;
+    return runs.map(({ home, images }) => ({ home, images: runsMade++ % 2 === 1 ? joinAdjacent(images) : images }));
   }
 
   function range(from: number, count: number): number[] {

@@ -348,6 +348,8 @@ describe('journal: append and replay', () => {
         [[{ home: journal.homeBlocks - 1, images: [a, b] }], 'RangeError', /redirected\[0\] must lie in blocks/],
         [[{ home: p + 4, images: [a, b] }, { home: p + 5, images: [c] }], 'RangeError', /sorted by home and apart: redirected\[1\] starts at/],
         [[{ home: p, images: [a, Buffer.alloc(100)] }], 'TypeError', /redirected\[0\]\.images\[1\] must be a Uint8Array of 512 bytes/],
+        [[{ home: p, images: [Buffer.alloc(768)] }], 'TypeError', /redirected\[0\]\.images\[0\] must be a Uint8Array of 512 bytes \(or of whole blocks, joined\)/],
+        [[{ home: journal.homeBlocks - 2, images: [Buffer.alloc(3 * B)] }], 'RangeError', /redirected\[0\] must lie in blocks .*: it has 3 block\(s\)/],
       ];
       for (const [runs, name, message] of bad) await assert.rejects(journal.appendDelta(1, [], runs as JournalRun[]), { name, message });
       // Nothing was appended: delta 1 is still the next one, and good runs go through.

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { joinAdjacent } from '../src/io/adjacent';
+import { joinAdjacent, joinImages } from '../src/io/adjacent';
 import { Slab } from '../src/io/slab';
-import { homeRequests } from '../src/journal/home-area';
+import { homeRequests, homeRunRequests } from '../src/journal/home-area';
 import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES } from '../src/io/request';
 import { LogRing } from '../src/journal/log-ring';
 
@@ -47,6 +47,14 @@ describe('journal: log and home requests', () => {
     ]);
     assert.equal(joined[0].buffer, slab.memory);
     assert.deepEqual(joinAdjacent([]), []);
+    // The same over a range of blocks' images, as a plan joins a redirected run.
+    const blocks = [a, b, d, slab.page(4), slab.page(2)].map((image, home) => ({ home, image }));
+    assert.deepEqual(joinImages(blocks, 1, 5).map((v) => [v.byteOffset, v.byteLength]), [
+      [b.byteOffset, B],
+      [d.byteOffset, 2 * B],
+      [slab.page(2).byteOffset, B],
+    ]);
+    assert.deepEqual(joinImages(blocks, 2, 2), []);
   });
 
   it('log requests: every block once, at its ring offset, split at the wrap, within the size and buffer limits', () => {
@@ -86,6 +94,35 @@ describe('journal: log and home requests', () => {
           assert.ok(r.buffers.reduce((n, b) => n + b.byteLength, 0) <= MAX_REQUEST_BYTES && r.buffers.length <= MAX_BUFFERS_PER_REQUEST);
         }
         assert.deepEqual(flatten(requests, B, slab.memory), blocks.map((b) => `${(11 + b.home) * B}:${b.image.byteOffset}`));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('redirected runs: every block of every image (one block or several joined) at its home, cut within the size and buffer limits', () => {
+    const image = fc.tuple(fc.integer({ min: 0, max: 2047 }), fc.integer({ min: 1, max: 2048 })).map(([page, n]) => {
+      const blocks = Math.min(n, 2048 - page);
+      return new Uint8Array(slab.memory, page * B, blocks * B);
+    });
+    const run = fc.record({ gap: fc.integer({ min: 0, max: 3 }), images: fc.array(image, { minLength: 1, maxLength: 6 }) });
+    fc.assert(
+      fc.property(fc.array(run, { minLength: 1, maxLength: 5 }), (shapes) => {
+        let end = 0;
+        const runs = shapes.map(({ gap, images }) => {
+          const home = end + gap;
+          end = home + images.reduce((n, v) => n + v.byteLength / B, 0);
+          return { home, images };
+        });
+        const requests = homeRunRequests(11, B, runs);
+        for (const r of requests) {
+          assert.ok(r.op === 'write' && r.buffers.reduce((n, b) => n + b.byteLength, 0) <= MAX_REQUEST_BYTES && r.buffers.length <= MAX_BUFFERS_PER_REQUEST);
+        }
+        const expected: string[] = [];
+        for (const { home, images } of runs) {
+          let at = home;
+          for (const v of images) for (let o = 0; o < v.byteLength; o += B) expected.push(`${(11 + at++) * B}:${v.byteOffset + o}`);
+        }
+        assert.deepEqual(flatten(requests, B, slab.memory), expected);
       }),
       { numRuns: 200 },
     );

@@ -3,7 +3,7 @@ import type { Cache } from '../cache/cache';
 import { HOLE, type Mapping } from '../cache/mapping';
 import { dirtyIn } from '../cache/page';
 import { BlockforkError } from '../io/errors';
-import { writeRuns } from '../io/write-runs';
+import { runBlockCount, writeRuns, type BlockRun } from '../io/write-runs';
 import type { Delta } from './delta';
 
 /** A dirty block of a closed delta: its physical (home) block, and its image in page memory. */
@@ -141,7 +141,7 @@ async function journaledWriteout(
   let redirected: readonly DirtyRun[] = [];
   if (journal.plan && dirty && collected.length > 0) ({ logged: blocks, redirected } = await journal.plan(delta.number, collected, dirty));
   let redirectedBlocks = 0;
-  for (const run of redirected) redirectedBlocks += run.images.length;
+  for (const run of redirected) redirectedBlocks += runBlockCount(run, cache.blockSize);
   if (blocks.length + redirectedBlocks > 0) {
     journal.checkDeltaSize(delta.number, blocks.length, redirectedBlocks);
     await journal.log(delta.number, blocks, redirected);

@@ -7,10 +7,21 @@ export interface BlockImage {
   readonly image: Uint8Array;
 }
 
-/** Consecutive blocks to write: `images[i]` goes to block `home + i`. */
+/**
+ * Consecutive blocks to write from block `home`: `images` end to end, each a
+ * view of one whole block or of several (blocks that follow one another in
+ * memory may come joined, so that a run of thousands needs no view per block).
+ */
 export interface BlockRun {
   readonly home: number;
   readonly images: readonly Uint8Array[];
+}
+
+/** The blocks a run holds (its images' bytes, in blocks). */
+export function runBlockCount(run: BlockRun, blockSize: number): number {
+  let bytes = 0;
+  for (const image of run.images) bytes += image.byteLength;
+  return bytes / blockSize;
 }
 
 /**
@@ -35,14 +46,29 @@ export function writeRuns(blocks: readonly BlockImage[], blockSize: number, firs
   return out;
 }
 
-/** Runs already made (sorted by home, apart) as the same writes: each run cut at MAX_REQUEST_BYTES. */
+/** Runs already made (sorted by home, apart) as the same writes: each run cut at MAX_REQUEST_BYTES (a joined image across the cut, in two). */
 export function runWrites(runs: readonly BlockRun[], blockSize: number, firstBlock = 0): IoRequest[] {
   const out: IoRequest[] = [];
-  const maxBlocks = blocksPerRequest(blockSize);
+  const maxBytes = blocksPerRequest(blockSize) * blockSize;
   for (const run of runs) {
-    for (let at = 0; at < run.images.length; at += maxBlocks) {
-      pushRun(out, (firstBlock + run.home + at) * blockSize, run.images.slice(at, at + maxBlocks));
+    let offset = (firstBlock + run.home) * blockSize;
+    let part: Uint8Array[] = [];
+    let bytes = 0;
+    for (const image of run.images) {
+      for (let at = 0; at < image.byteLength; ) {
+        const take = Math.min(image.byteLength - at, maxBytes - bytes);
+        part.push(take === image.byteLength ? image : image.subarray(at, at + take));
+        at += take;
+        bytes += take;
+        if (bytes === maxBytes) {
+          pushRun(out, offset, part);
+          offset += bytes;
+          part = [];
+          bytes = 0;
+        }
+      }
     }
+    if (bytes > 0) pushRun(out, offset, part);
   }
   return out;
 }

@@ -44,6 +44,7 @@ import type { Slab } from '../io/slab';
 import { allocBlocks } from './block-memory';
 import { crc32c, crc32cOfChunks } from './crc32c';
 import type { DeltaJournal, LogPressure, LogSpace } from './delta-journal';
+import { runBlockCount } from '../io/write-runs';
 import { homeRequests, homeRunRequests, type JournalBlock, type JournalRun } from './home-area';
 import { LogRing } from './log-ring';
 import { descriptorBlocks, encodeCommit, encodeDescriptor, logBlocksFor, maxDeltaBlocks } from './log-record';
@@ -212,7 +213,10 @@ export class JournalWriter implements DeltaJournal {
       images[i] = blocks[i].image;
     }
     let k = blocks.length;
-    for (const run of redirected) for (let i = 0; i < run.images.length; i++) homes[k++] = run.home + i;
+    for (const run of redirected) {
+      const end = k + runBlockCount(run, this.blockSize);
+      for (let home = run.home; k < end; k++, home++) homes[k] = home;
+    }
     const writes = redirected.length === 0 ? [] : homeRunRequests(this.superblock.dataStart, this.blockSize, redirected);
     // The images are frozen: their checksums can be taken now, while an earlier append waits on
     // the device; a large delta's on the thread pool, off the JS thread (see checksumsOf).
@@ -422,15 +426,22 @@ export class JournalWriter implements DeltaJournal {
       if (typeof run !== 'object' || run === null) throw new TypeError(`redirected[${i}] must be { home, images }, got ${describe(run)}`);
       const { home, images } = run as JournalRun;
       if (!Array.isArray(images) || images.length === 0) throw new TypeError(`redirected[${i}].images must be a non-empty array, got ${describe(images)}`);
-      if (!Number.isSafeInteger(home) || home < this.physicalStart || home + images.length > this.homeBlocks) {
+      let blocks = 0;
+      for (let k = 0; k < images.length; k++) {
+        const image: unknown = images[k];
+        if (!(image instanceof Uint8Array) || image.byteLength === 0 || image.byteLength % this.blockSize !== 0) {
+          throw new TypeError(`redirected[${i}].images[${k}] must be a Uint8Array of ${this.blockSize} bytes (or of whole blocks, joined), got ${describe(image)}`);
+        }
+        blocks += image.byteLength / this.blockSize;
+      }
+      if (!Number.isSafeInteger(home) || home < this.physicalStart || home + blocks > this.homeBlocks) {
         throw new RangeError(
-          `redirected[${i}] must lie in blocks ${this.physicalStart} to ${this.homeBlocks - 1}: it has ${images.length} block(s) from ${describe(home)}`,
+          `redirected[${i}] must lie in blocks ${this.physicalStart} to ${this.homeBlocks - 1}: it has ${blocks} block(s) from ${describe(home)}`,
         );
       }
       if (home < end) throw new RangeError(`redirected runs must be sorted by home and apart: redirected[${i}] starts at ${home}, before ${end}`);
-      end = home + images.length;
-      for (let k = 0; k < images.length; k++) if (!this.isImage(images[k])) throw this.imageError(`redirected[${i}].images[${k}]`, images[k]);
-      count += images.length;
+      end = home + blocks;
+      count += blocks;
     }
     return count;
   }

@@ -41,6 +41,7 @@
  * for them before allocating; what still does not fit is logged whole, so a
  * delta never fails for want of reserve while it fits in the log.
  */
+import { joinImages } from '../io/adjacent';
 import type { Allocator, Run } from './allocator';
 import type { MapDirty, VolumeMap } from './block-map';
 import type { JournalBlock, JournalRun } from './home-area';
@@ -202,9 +203,9 @@ export class Redirector {
           const lookup = this.map.physicals(volumeFirst, run.length, freed);
           if (lookup !== undefined) await lookup;
           await this.map.setRun(volumeFirst, run.start, run.length, dirty, (touched ??= new Map()));
-          const images: Uint8Array[] = new Array(run.length);
-          for (let k = 0; k < run.length; k++, at++) images[k] = blocks[at].image;
-          redirected.push({ home: start + run.start, images });
+          // Joined where the frames follow one another: no view per block lives on to the write.
+          redirected.push({ home: start + run.start, images: joinImages(blocks, at, at + run.length) });
+          at += run.length;
           redirectedBlocks += run.length;
         }
       }
