@@ -65,6 +65,37 @@ describe('the writeout of a delta, ordered mode', () => {
     await assert.rejects(vol.commit(), { code: 'ERR_UNMAPPED_BLOCK', message: new RegExp(`block 2 of mapping ${file.id} is dirty`) });
   });
 
+  for (const order of ['ascending', 'descending'] as const) {
+    it(`a delta dirtied in ${order} order: every block at its home, runs cut at 1 MiB and at gaps, across slabs and partial pages`, async () => {
+      const blockSize = 512;
+      const { vol, device, path } = await volumes.open(8 << 20, { blockSize, readahead: 0 });
+      // 5,000 consecutive blocks (2.5 MB: cut at 1 MiB; a slab of page memory is 2 MiB, so their
+      // memory breaks where the run does not), then 1,000 with every 7th left out (runs of 6, pages half dirty).
+      const blocks: number[] = [];
+      for (let b = 0; b < 5000; b++) blocks.push(b);
+      for (let b = 6000; b < 7000; b++) if (b % 7 !== 0) blocks.push(b);
+      if (order === 'descending') blocks.reverse();
+      const image = (b: number): Buffer => {
+        const out = pattern(b & 0xff, blockSize);
+        out.writeUInt32LE(b, 0);
+        return out;
+      };
+      await vol.change(async (tx) => {
+        for (const b of blocks) (await tx.overwrite(b)).set(image(b));
+      });
+      const writes = device.writes;
+      assert.equal(await vol.commit(), 1);
+      const runs = 3 + Math.ceil(1000 / 7);
+      assert.equal(device.writes - writes, runs, 'one request per MiB of the long run, one per run of the gapped stretch');
+      assert.equal(vol.stats().bytesWritten, blocks.length * blockSize);
+      const file = fileBytes(path, 0, 7000 * blockSize);
+      for (let b = 0; b < 7000; b++) {
+        const expected = b < 5000 || (b >= 6000 && b % 7 !== 0) ? image(b) : pattern(0, blockSize);
+        assert.deepEqual(file.subarray(b * blockSize, (b + 1) * blockSize), expected, `block ${b}`);
+      }
+    });
+  }
+
   for (const blockSize of [1024, 512]) {
     it(`G1 with ${4096 / blockSize} blocks per page, on pages past the first: each delta writes its own image of each block at its own offset`, async () => {
       const { vol, device, path } = await volumes.open(1 << 20, { blockSize, readahead: 0 });

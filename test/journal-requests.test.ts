@@ -99,6 +99,14 @@ describe('journal: log and home requests', () => {
     );
   });
 
+  it('home requests: a run whose images are all apart in memory is cut at the buffer limit, in order', () => {
+    // 3000 consecutive homes, no two images adjacent: buffers, not bytes, set where requests end.
+    const blocks = Array.from({ length: 3000 }, (_, i) => ({ home: 5 + i, image: slab.page((i * 7) % 2048) }));
+    const requests = homeRequests(11, B, blocks);
+    assert.deepEqual(requests.map((r) => r.buffers.length), [MAX_BUFFERS_PER_REQUEST, MAX_BUFFERS_PER_REQUEST, 3000 - 2 * MAX_BUFFERS_PER_REQUEST]);
+    assert.deepEqual(flatten(requests, B, slab.memory), blocks.map((b) => `${(11 + b.home) * B}:${b.image.byteOffset}`));
+  });
+
   it('redirected runs: every block of every image (one block or several joined) at its home, cut within the size and buffer limits', () => {
     const image = fc.tuple(fc.integer({ min: 0, max: 2047 }), fc.integer({ min: 1, max: 2048 })).map(([page, n]) => {
       const blocks = Math.min(n, 2048 - page);

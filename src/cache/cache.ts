@@ -322,6 +322,16 @@ export class Cache {
     return this.pool.view(frame, block * this.blockSize, this.blockSize);
   }
 
+  /** The memory a frame lies in (an image's, without a view of it: see imageOffset). */
+  frameMemory(frame: number): ArrayBuffer {
+    return this.pool.memoryOf(frame);
+  }
+
+  /** Where a block of a frame lies in its frameMemory. */
+  imageOffset(frame: number, block: number): number {
+    return this.pool.byteOffsetOf(frame, block * this.blockSize);
+  }
+
   /** A block's memory in a frame as a plain Uint8Array: an image for the cache's own writes. */
   image(frame: number, block: number): Uint8Array {
     return this.pool.image(frame, block * this.blockSize, this.blockSize);

@@ -82,6 +82,11 @@ export class Mapping {
     }
   }
 
+  /** Whether its blocks go through a BlockMap (a logical mapping): volumeBlock may then have to be awaited. */
+  get translated(): boolean {
+    return this.map !== undefined;
+  }
+
   /**
    * The volume block of `block`, or HOLE: through the mapping's BlockMap
    * (a logical mapping), else the block itself. Where the cache has no

@@ -93,7 +93,7 @@ export class PagePool {
   }
 
   /** The slab memory a frame lies in, refused for a frame not allocated. */
-  private memoryOf(frame: number): ArrayBuffer {
+  memoryOf(frame: number): ArrayBuffer {
     const slab = this.slabs[Math.floor(frame / this.slabPages)];
     // Only an operation that outlived close() finds its slab gone; any other view of a free frame is a use after free.
     if (this.released) throw new BlockforkError('ERR_VOLUME_CLOSED', 'the page memory has been released: the volume is closed');
@@ -102,7 +102,7 @@ export class PagePool {
   }
 
   /** Where byte `offset` of a frame lies in its slab's memory. */
-  private byteOffsetOf(frame: number, offset: number): number {
+  byteOffsetOf(frame: number, offset: number): number {
     return (frame % this.slabPages) * this.pageSize + offset;
   }
 

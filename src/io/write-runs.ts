@@ -1,4 +1,3 @@
-import { joinAdjacent } from './adjacent';
 import { blocksPerRequest, MAX_BUFFERS_PER_REQUEST, type IoRequest } from './request';
 
 /** A block to write: its device block number (relative to where the caller's area starts), and its image. */
@@ -31,54 +30,90 @@ export function runBlockCount(run: BlockRun, blockSize: number): number {
  * `firstBlock` is the device block where home 0 lies.
  */
 export function writeRuns(blocks: readonly BlockImage[], blockSize: number, firstBlock = 0): IoRequest[] {
-  const out: IoRequest[] = [];
-  const maxBlocks = blocksPerRequest(blockSize);
-  let i = 0;
-  while (i < blocks.length) {
-    const first = blocks[i].home;
-    let n = 1;
-    while (i + n < blocks.length && blocks[i + n].home === first + n && n < maxBlocks) n++;
-    const images: Uint8Array[] = new Array(n);
-    for (let k = 0; k < n; k++) images[k] = blocks[i + k].image;
-    pushRun(out, (firstBlock + first) * blockSize, images);
-    i += n;
-  }
-  return out;
+  const builder = new WriteRunBuilder(blockSize, firstBlock);
+  for (const b of blocks) builder.add(b.home, b.image.buffer, b.image.byteOffset);
+  return builder.finish();
 }
 
 /** Runs already made (sorted by home, apart) as the same writes: each run cut at MAX_REQUEST_BYTES (a joined image across the cut, in two). */
 export function runWrites(runs: readonly BlockRun[], blockSize: number, firstBlock = 0): IoRequest[] {
-  const out: IoRequest[] = [];
-  const maxBytes = blocksPerRequest(blockSize) * blockSize;
+  const builder = new WriteRunBuilder(blockSize, firstBlock);
   for (const run of runs) {
-    let offset = (firstBlock + run.home) * blockSize;
-    let part: Uint8Array[] = [];
-    let bytes = 0;
+    let home = run.home;
     for (const image of run.images) {
-      for (let at = 0; at < image.byteLength; ) {
-        const take = Math.min(image.byteLength - at, maxBytes - bytes);
-        part.push(take === image.byteLength ? image : image.subarray(at, at + take));
-        at += take;
-        bytes += take;
-        if (bytes === maxBytes) {
-          pushRun(out, offset, part);
-          offset += bytes;
-          part = [];
-          bytes = 0;
-        }
-      }
+      for (let at = 0; at < image.byteLength; at += blockSize) builder.add(home++, image.buffer, image.byteOffset + at);
     }
-    if (bytes > 0) pushRun(out, offset, part);
   }
-  return out;
+  return builder.finish();
 }
 
-/** The writes of consecutive blocks' images from byte `offset`: one request unless it holds too many buffers. */
-function pushRun(out: IoRequest[], offset: number, images: readonly Uint8Array[]): void {
-  const buffers = joinAdjacent(images);
-  for (let j = 0; j < buffers.length; j += MAX_BUFFERS_PER_REQUEST) {
-    const part = buffers.slice(j, j + MAX_BUFFERS_PER_REQUEST);
-    out.push({ op: 'write', offset, buffers: part });
-    for (const b of part) offset += b.byteLength;
+/**
+ * writeRuns made block by block from where each image lies (its memory and
+ * byte offset), blocks sorted by home: no view and no object per block, but
+ * one view per stretch of adjacent memory. A delta's writeout of a stream
+ * (thousands of blocks in consecutive frames) makes a few views instead of a
+ * view and an object per block that a collector would then have to trace.
+ */
+export class WriteRunBuilder {
+  /** Blocks added. */
+  blocks = 0;
+  private readonly out: IoRequest[] = [];
+  private readonly maxBlocks: number;
+  /** The run being built: `runBlocks` blocks from `runHome`, in `buffers` and the stretch after them. */
+  private runHome = 0;
+  private runBlocks = 0;
+  private buffers: Uint8Array[] = [];
+  private memory: ArrayBufferLike | undefined;
+  private start = 0;
+  private length = 0;
+
+  constructor(
+    private readonly blockSize: number,
+    /** The device block where home 0 lies. */
+    private readonly firstBlock = 0,
+  ) {
+    this.maxBlocks = blocksPerRequest(blockSize);
+  }
+
+  /** Block `home`, whose image is the `blockSize` bytes at `byteOffset` of `memory`. */
+  add(home: number, memory: ArrayBufferLike, byteOffset: number): void {
+    this.blocks++;
+    if (this.runBlocks > 0 && home === this.runHome + this.runBlocks && this.runBlocks < this.maxBlocks) {
+      this.runBlocks++;
+      if (memory === this.memory && byteOffset === this.start + this.length) {
+        this.length += this.blockSize;
+        return;
+      }
+      this.buffers.push(new Uint8Array(this.memory as ArrayBufferLike, this.start, this.length));
+    } else {
+      this.endRun();
+      this.runHome = home;
+      this.runBlocks = 1;
+    }
+    this.memory = memory;
+    this.start = byteOffset;
+    this.length = this.blockSize;
+  }
+
+  /** The requests, in the order of the blocks added. */
+  finish(): IoRequest[] {
+    this.endRun();
+    return this.out;
+  }
+
+  /** The run's writes: one request unless it holds too many buffers. */
+  private endRun(): void {
+    if (this.runBlocks === 0) return;
+    const buffers = this.buffers;
+    buffers.push(new Uint8Array(this.memory as ArrayBufferLike, this.start, this.length));
+    let offset = (this.firstBlock + this.runHome) * this.blockSize;
+    for (let j = 0; j < buffers.length; j += MAX_BUFFERS_PER_REQUEST) {
+      const part = buffers.length <= MAX_BUFFERS_PER_REQUEST ? buffers : buffers.slice(j, j + MAX_BUFFERS_PER_REQUEST);
+      this.out.push({ op: 'write', offset, buffers: part });
+      for (const b of part) offset += b.byteLength;
+    }
+    this.buffers = [];
+    this.runBlocks = 0;
+    this.memory = undefined;
   }
 }
