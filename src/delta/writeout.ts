@@ -170,27 +170,19 @@ async function journaledWriteout(
  * awaited): collectAndSort then makes them.
  */
 function collectWrites(delta: Delta, cache: Cache): { requests: IoRequest[]; blocks: number } | undefined {
+  for (const mapping of delta.mappings) if (mapping.translated) return undefined;
   const { pages, perPage } = cache;
-  const state = dirtyIn(delta.slot);
   const runs = new WriteRunBuilder(cache.blockSize);
   let last = -1;
-  for (const mapping of delta.mappings) if (mapping.translated) return undefined;
-  for (const mapping of delta.mappings) {
-    if (mapping.internal) continue;
-    for (const frame of mapping.dirty[delta.slot]) {
-      const base = frame * perPage;
-      const first = pages.index[frame] * perPage;
-      for (let b = 0; b < perPage; b++) {
-        if (pages.states[base + b] !== state) continue;
-        // Untranslated: the volume block is the block, and the device block in ordered mode.
-        const home = first + b;
-        if (home <= last) return undefined;
-        last = home;
-        runs.add(home, cache.frameMemory(frame), cache.imageOffset(frame, b));
-      }
-    }
-  }
-  return { requests: runs.finish(), blocks: runs.blocks };
+  const inOrder = eachDirtyBlock(delta, cache, (_mapping, frame, head) => {
+    // Untranslated: the volume block is the block, and the device block in ordered mode.
+    const home = pages.index[frame] * perPage + head;
+    if (home <= last) return false;
+    last = home;
+    runs.add(home, cache.frameMemory(frame), cache.imageOffset(frame, head));
+    return true;
+  });
+  return inOrder ? { requests: runs.finish(), blocks: runs.blocks } : undefined;
 }
 
 /** collectWrites for any delta: its blocks collected, sorted and checked, then written in runs. */
@@ -200,29 +192,49 @@ async function collectAndSort(delta: Delta, cache: Cache): Promise<{ requests: I
 }
 
 /**
- * The delta's dirty blocks, mapped to their homes (volume blocks: device
- * blocks unless the volume has a block map, which the plan applies) and
- * sorted by them. Internal mappings are the plan's own.
+ * Calls `visit` for each block dirty in the delta on its data mappings (the
+ * internal ones are the plan's own), in the order of their dirty lists, until
+ * it returns false; whether it visited every one.
  */
-async function collect(delta: Delta, cache: Cache): Promise<DirtyBlock[]> {
+function eachDirtyBlock(delta: Delta, cache: Cache, visit: (mapping: Mapping, frame: number, head: number) => boolean): boolean {
   const { pages, perPage } = cache;
   const state = dirtyIn(delta.slot);
-  const blocks: DirtyBlock[] = [];
   for (const mapping of delta.mappings) {
     if (mapping.internal) continue;
     for (const frame of mapping.dirty[delta.slot]) {
       const base = frame * perPage;
-      const first = pages.index[frame] * perPage;
-      for (let b = 0; b < perPage; b++) {
-        if (pages.states[base + b] !== state) continue;
-        let home = mapping.volumeBlock(first + b);
-        if (typeof home !== 'number') home = await home;
-        if (home === HOLE) {
-          throw new BlockforkError('ERR_UNMAPPED_BLOCK', `block ${first + b} of mapping ${mapping.id} is dirty but its block map gives a hole`);
-        }
-        blocks.push({ home, image: cache.image(frame, b) });
-      }
+      for (let head = 0; head < perPage; head++) if (pages.states[base + head] === state && !visit(mapping, frame, head)) return false;
     }
+  }
+  return true;
+}
+
+/**
+ * The delta's dirty blocks, mapped to their homes (volume blocks: device
+ * blocks unless the volume has a block map, which the plan applies) and
+ * sorted by them. A BlockMap that must be awaited is, one block at a time,
+ * in dirty-list order.
+ */
+async function collect(delta: Delta, cache: Cache): Promise<DirtyBlock[]> {
+  const { pages, perPage } = cache;
+  const mappings: Mapping[] = [];
+  const frames: number[] = [];
+  const heads: number[] = [];
+  eachDirtyBlock(delta, cache, (mapping, frame, head) => {
+    mappings.push(mapping);
+    frames.push(frame);
+    heads.push(head);
+    return true;
+  });
+  const blocks: DirtyBlock[] = new Array(frames.length);
+  for (let i = 0; i < frames.length; i++) {
+    const block = pages.index[frames[i]] * perPage + heads[i];
+    let home = mappings[i].volumeBlock(block);
+    if (typeof home !== 'number') home = await home;
+    if (home === HOLE) {
+      throw new BlockforkError('ERR_UNMAPPED_BLOCK', `block ${block} of mapping ${mappings[i].id} is dirty but its block map gives a hole`);
+    }
+    blocks[i] = { home, image: cache.image(frames[i], heads[i]) };
   }
   // A stream dirties its pages in order: strictly ascending already, it needs no sort (and no
   // comparator call per block), and no two of its blocks can share a home.
