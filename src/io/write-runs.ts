@@ -41,7 +41,8 @@ export function runWrites(runs: readonly BlockRun[], blockSize: number, firstBlo
   for (const run of runs) {
     let home = run.home;
     for (const image of run.images) {
-      for (let at = 0; at < image.byteLength; at += blockSize) builder.add(home++, image.buffer, image.byteOffset + at);
+      builder.addBlocks(home, image);
+      home += image.byteLength / blockSize;
     }
   }
   return builder.finish();
@@ -80,19 +81,40 @@ export class WriteRunBuilder {
     this.blocks++;
     if (this.runBlocks > 0 && home === this.runHome + this.runBlocks && this.runBlocks < this.maxBlocks) {
       this.runBlocks++;
-      if (memory === this.memory && byteOffset === this.start + this.length) {
-        this.length += this.blockSize;
-        return;
-      }
-      this.buffers.push(new Uint8Array(this.memory as ArrayBufferLike, this.start, this.length));
     } else {
       this.endRun();
       this.runHome = home;
       this.runBlocks = 1;
     }
+    this.extend(memory, byteOffset, this.blockSize);
+  }
+
+  /** Blocks `home` onwards, whose images are `images` end to end (whole blocks, joined): cut where a request ends. */
+  addBlocks(home: number, images: Uint8Array): void {
+    const count = images.byteLength / this.blockSize;
+    this.blocks += count;
+    for (let at = 0; at < count; ) {
+      if (!(this.runBlocks > 0 && home + at === this.runHome + this.runBlocks && this.runBlocks < this.maxBlocks)) {
+        this.endRun();
+        this.runHome = home + at;
+      }
+      const take = Math.min(count - at, this.maxBlocks - this.runBlocks);
+      this.extend(images.buffer, images.byteOffset + at * this.blockSize, take * this.blockSize);
+      this.runBlocks += take;
+      at += take;
+    }
+  }
+
+  /** The run's memory goes on with `bytes` at `byteOffset` of `memory`: the same view if adjacent, else a new one. */
+  private extend(memory: ArrayBufferLike, byteOffset: number, bytes: number): void {
+    if (memory === this.memory && byteOffset === this.start + this.length) {
+      this.length += bytes;
+      return;
+    }
+    if (this.memory !== undefined) this.buffers.push(new Uint8Array(this.memory, this.start, this.length));
     this.memory = memory;
     this.start = byteOffset;
-    this.length = this.blockSize;
+    this.length = bytes;
   }
 
   /** The requests, in the order of the blocks added. */
