@@ -5,7 +5,7 @@ import type { Mapping } from '../src/cache/mapping';
 import { Change } from '../src/delta/change';
 import { slotCountFor } from '../src/delta/number';
 import { Deltas } from '../src/delta/transition';
-import type { DirtyBlock, DirtyRun, JournalStage, MetadataDirty, WritePlan } from '../src/delta/writeout';
+import type { DirtyBlock, DirtyBlockList, DirtyRun, JournalStage, MetadataDirty, WritePlan } from '../src/delta/writeout';
 import { Device } from '../src/io/device';
 import { FaultDevice } from './support/fault-device';
 import { inChange } from './support/in-change';
@@ -168,7 +168,13 @@ class RecordingStage implements JournalStage {
   get plan(): JournalStage['plan'] {
     if (this.split === undefined) return undefined;
     const split = this.split;
-    return async (delta: number, blocks: readonly DirtyBlock[], dirty: MetadataDirty): Promise<WritePlan> => {
+    return async (delta: number, list: DirtyBlockList, dirty: MetadataDirty): Promise<WritePlan> => {
+      // The list's images, one view per block and joined, must name the same memory.
+      const blocks = Array.from({ length: list.length }, (_, i) => ({ home: list.home(i), image: list.image(i) }));
+      assert.deepEqual(
+        list.images(0, list.length).flatMap((v) => Array.from({ length: v.byteLength / this.blockSize }, (_, k) => v.byteOffset + k * this.blockSize)),
+        blocks.map((b) => b.image.byteOffset),
+      );
       this.calls.push({ call: 'plan', delta, homes: blocks.map((b) => b.home) });
       if (this.onPlan) await this.onPlan(dirty);
       // Each redirected block a run of its own: the writeout must count runs' blocks, not runs.

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
-import { joinAdjacent, joinImages } from '../src/io/adjacent';
+import { AdjacentViews, joinAdjacent } from '../src/io/adjacent';
 import { Slab } from '../src/io/slab';
 import { homeRequests, homeRunRequests } from '../src/journal/home-area';
 import { MAX_BUFFERS_PER_REQUEST, MAX_REQUEST_BYTES } from '../src/io/request';
@@ -47,14 +47,16 @@ describe('journal: log and home requests', () => {
     ]);
     assert.equal(joined[0].buffer, slab.memory);
     assert.deepEqual(joinAdjacent([]), []);
-    // The same over a range of blocks' images, as a plan joins a redirected run.
-    const blocks = [a, b, d, slab.page(4), slab.page(2)].map((image, home) => ({ home, image }));
-    assert.deepEqual(joinImages(blocks, 1, 5).map((v) => [v.byteOffset, v.byteLength]), [
-      [b.byteOffset, B],
-      [d.byteOffset, 2 * B],
-      [slab.page(2).byteOffset, B],
+    // The same from where each piece lies, pieces of any length: a joiner that starts empty again after each finish.
+    const joiner = new AdjacentViews();
+    joiner.add(slab.memory, b.byteOffset, B);
+    joiner.add(slab.memory, b.byteOffset + B, 2 * B);
+    joiner.add(slab.memory, a.byteOffset, B);
+    assert.deepEqual(joiner.finish().map((v) => [v.byteOffset, v.byteLength]), [
+      [b.byteOffset, 3 * B],
+      [a.byteOffset, B],
     ]);
-    assert.deepEqual(joinImages(blocks, 2, 2), []);
+    assert.deepEqual(joiner.finish(), []);
   });
 
   it('log requests: every block once, at its ring offset, split at the wrap, within the size and buffer limits', () => {

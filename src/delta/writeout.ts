@@ -1,19 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import type { Cache } from '../cache/cache';
-import { HOLE, type Mapping } from '../cache/mapping';
-import { dirtyIn } from '../cache/page';
-import { BlockforkError } from '../io/errors';
+import type { Mapping } from '../cache/mapping';
 import type { IoRequest } from '../io/request';
-import { runBlockCount, writeRuns, WriteRunBuilder, type BlockRun } from '../io/write-runs';
+import { runBlockCount } from '../io/write-runs';
+import { collect, collectWrites, type DirtyBlock, type DirtyBlockList } from './collect';
 import type { Delta } from './delta';
 
-/** A dirty block of a closed delta: its physical (home) block, and its image in page memory. */
-export interface DirtyBlock {
-  readonly home: number;
-  readonly image: Uint8Array;
-}
+export type { DirtyBlock, DirtyBlockList } from './collect';
 
-/** Dirty blocks going to consecutive homes: image i to home `home + i`. */
+/** Dirty blocks going to consecutive homes from `home`: the images end to end, each of one block or of several joined. */
 export interface DirtyRun {
   readonly home: number;
   readonly images: readonly Uint8Array[];
@@ -49,7 +44,7 @@ export interface JournalStage {
    * one at a time, in delta order. Without it, every block is logged at
    * its volume block.
    */
-  plan?(delta: number, blocks: readonly DirtyBlock[], dirty: MetadataDirty): Promise<WritePlan>;
+  plan?(delta: number, blocks: DirtyBlockList, dirty: MetadataDirty): Promise<WritePlan>;
   /** Resolves once the images, the redirected blocks and a commit record are durable, and every earlier delta's. */
   log(delta: number, blocks: readonly DirtyBlock[], redirected?: readonly DirtyRun[]): Promise<void>;
   /** Writes the images to their homes (after `log` resolved). */
@@ -109,9 +104,15 @@ export async function writeout(
       return;
     }
     if (previous) await previous.written;
-    const collected = collectWrites(delta, cache) ?? (await collectAndSort(delta, cache));
-    const blocks = collected.blocks;
-    let requests = collected.requests;
+    let blocks: number;
+    let requests: IoRequest[];
+    const stream = collectWrites(delta, cache);
+    if (stream) ({ requests, blocks } = stream);
+    else {
+      const collected = await collect(delta, cache);
+      requests = collected.writes();
+      blocks = collected.length;
+    }
     // One request: write it durable (RWF_DSYNC), one round trip instead of a write and a flush.
     // Several: each would flush on its own, and a flush covers only what completed before it.
     const durableWrite = requests.length === 1;
@@ -140,9 +141,10 @@ async function journaledWriteout(
   dirty: MetadataDirty | undefined,
 ): Promise<void> {
   const collected = await collect(delta, cache);
-  let blocks: readonly DirtyBlock[] = collected;
+  let blocks: readonly DirtyBlock[];
   let redirected: readonly DirtyRun[] = [];
   if (journal.plan && dirty && collected.length > 0) ({ logged: blocks, redirected } = await journal.plan(delta.number, collected, dirty));
+  else blocks = collected.toArray();
   let redirectedBlocks = 0;
   for (const run of redirected) redirectedBlocks += runBlockCount(run, cache.blockSize);
   if (blocks.length + redirectedBlocks > 0) {
@@ -160,92 +162,4 @@ async function journaledWriteout(
   counters.bytesWritten += (blocks.length + redirectedBlocks) * cache.blockSize;
   delta.markWritten();
   journal.homeWritten(delta.number);
-}
-
-/**
- * Ordered mode: the delta's home writes when its blocks come from the
- * volume's own mapping with their homes strictly ascending in its dirty list
- * (a stream's delta): one pass, with no object or view per block. Undefined
- * otherwise (random writes, a logical mapping, whose BlockMap may have to be
- * awaited): collectAndSort then makes them.
- */
-function collectWrites(delta: Delta, cache: Cache): { requests: IoRequest[]; blocks: number } | undefined {
-  for (const mapping of delta.mappings) if (mapping.translated) return undefined;
-  const { pages, perPage } = cache;
-  const runs = new WriteRunBuilder(cache.blockSize);
-  let last = -1;
-  const inOrder = eachDirtyBlock(delta, cache, (_mapping, frame, head) => {
-    // Untranslated: the volume block is the block, and the device block in ordered mode.
-    const home = pages.index[frame] * perPage + head;
-    if (home <= last) return false;
-    last = home;
-    runs.add(home, cache.frameMemory(frame), cache.imageOffset(frame, head));
-    return true;
-  });
-  return inOrder ? { requests: runs.finish(), blocks: runs.blocks } : undefined;
-}
-
-/** collectWrites for any delta: its blocks collected, sorted and checked, then written in runs. */
-async function collectAndSort(delta: Delta, cache: Cache): Promise<{ requests: IoRequest[]; blocks: number }> {
-  const blocks = await collect(delta, cache);
-  return { requests: writeRuns(blocks, cache.blockSize), blocks: blocks.length };
-}
-
-/**
- * Calls `visit` for each block dirty in the delta on its data mappings (the
- * internal ones are the plan's own), in the order of their dirty lists, until
- * it returns false; whether it visited every one.
- */
-function eachDirtyBlock(delta: Delta, cache: Cache, visit: (mapping: Mapping, frame: number, head: number) => boolean): boolean {
-  const { pages, perPage } = cache;
-  const state = dirtyIn(delta.slot);
-  for (const mapping of delta.mappings) {
-    if (mapping.internal) continue;
-    for (const frame of mapping.dirty[delta.slot]) {
-      const base = frame * perPage;
-      for (let head = 0; head < perPage; head++) if (pages.states[base + head] === state && !visit(mapping, frame, head)) return false;
-    }
-  }
-  return true;
-}
-
-/**
- * The delta's dirty blocks, mapped to their homes (volume blocks: device
- * blocks unless the volume has a block map, which the plan applies) and
- * sorted by them. A BlockMap that must be awaited is, one block at a time,
- * in dirty-list order.
- */
-async function collect(delta: Delta, cache: Cache): Promise<DirtyBlock[]> {
-  const { pages, perPage } = cache;
-  const mappings: Mapping[] = [];
-  const frames: number[] = [];
-  const heads: number[] = [];
-  eachDirtyBlock(delta, cache, (mapping, frame, head) => {
-    mappings.push(mapping);
-    frames.push(frame);
-    heads.push(head);
-    return true;
-  });
-  const blocks: DirtyBlock[] = new Array(frames.length);
-  for (let i = 0; i < frames.length; i++) {
-    const block = pages.index[frames[i]] * perPage + heads[i];
-    let home = mappings[i].volumeBlock(block);
-    if (typeof home !== 'number') home = await home;
-    if (home === HOLE) {
-      throw new BlockforkError('ERR_UNMAPPED_BLOCK', `block ${block} of mapping ${mappings[i].id} is dirty but its block map gives a hole`);
-    }
-    blocks[i] = { home, image: cache.image(frames[i], heads[i]) };
-  }
-  // A stream dirties its pages in order: strictly ascending already, it needs no sort (and no
-  // comparator call per block), and no two of its blocks can share a home.
-  let ascending = true;
-  for (let i = 1; i < blocks.length && ascending; i++) ascending = blocks[i].home > blocks[i - 1].home;
-  if (ascending) return blocks;
-  blocks.sort((a, b) => a.home - b.home);
-  for (let i = 1; i < blocks.length; i++) {
-    if (blocks[i].home === blocks[i - 1].home) {
-      throw new BlockforkError('ERR_BLOCK_ALIASED', `two dirty blocks of delta ${delta.number} map to physical block ${blocks[i].home}`);
-    }
-  }
-  return blocks;
 }

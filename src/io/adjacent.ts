@@ -7,29 +7,41 @@
  * from about 1.9 ms to 0.2 ms.
  */
 export function joinAdjacent(buffers: readonly Uint8Array[]): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let memory: ArrayBufferLike | undefined;
-  let start = 0;
-  let length = 0;
-  for (const b of buffers) {
-    if (b.buffer === memory && b.byteOffset === start + length) {
-      length += b.byteLength;
-      continue;
-    }
-    if (memory !== undefined) out.push(new Uint8Array(memory, start, length));
-    memory = b.buffer;
-    start = b.byteOffset;
-    length = b.byteLength;
-  }
-  if (memory !== undefined) out.push(new Uint8Array(memory, start, length));
-  return out;
+  const joined = new AdjacentViews();
+  for (const b of buffers) joined.add(b.buffer, b.byteOffset, b.byteLength);
+  return joined.finish();
 }
 
-/** `joinAdjacent` over the images of `blocks[from]` to `blocks[to - 1]`. */
-export function joinImages(blocks: readonly { readonly image: Uint8Array }[], from: number, to: number): Uint8Array[] {
-  // A plain array first: one loop over views of one kind keeps joinAdjacent's optimized code stable
-  // (a loop generic over a getter was deoptimized again and again at its rare construct site).
-  const images: Uint8Array[] = new Array(to - from);
-  for (let i = from; i < to; i++) images[i - from] = blocks[i].image;
-  return joinAdjacent(images);
+/**
+ * joinAdjacent from where each piece lies (its memory, byte offset and
+ * length) rather than from a view of it: a caller that knows where its
+ * blocks are makes no view per block, only one per stretch of adjacent
+ * memory.
+ */
+export class AdjacentViews {
+  private out: Uint8Array[] = [];
+  private memory: ArrayBufferLike | undefined;
+  private start = 0;
+  private length = 0;
+
+  /** The next piece: `length` bytes at `byteOffset` of `memory`. */
+  add(memory: ArrayBufferLike, byteOffset: number, length: number): void {
+    if (memory === this.memory && byteOffset === this.start + this.length) {
+      this.length += length;
+      return;
+    }
+    if (this.memory !== undefined) this.out.push(new Uint8Array(this.memory, this.start, this.length));
+    this.memory = memory;
+    this.start = byteOffset;
+    this.length = length;
+  }
+
+  /** The views, in order; the joiner starts empty again. */
+  finish(): Uint8Array[] {
+    if (this.memory !== undefined) this.out.push(new Uint8Array(this.memory, this.start, this.length));
+    const out = this.out;
+    this.out = [];
+    this.memory = undefined;
+    return out;
+  }
 }

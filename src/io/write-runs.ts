@@ -1,3 +1,4 @@
+import { AdjacentViews } from './adjacent';
 import { blocksPerRequest, MAX_BUFFERS_PER_REQUEST, type IoRequest } from './request';
 
 /** A block to write: its device block number (relative to where the caller's area starts), and its image. */
@@ -60,13 +61,10 @@ export class WriteRunBuilder {
   blocks = 0;
   private readonly out: IoRequest[] = [];
   private readonly maxBlocks: number;
-  /** The run being built: `runBlocks` blocks from `runHome`, in `buffers` and the stretch after them. */
+  /** The run being built: `runBlocks` blocks from `runHome`, their memory joined where adjacent. */
   private runHome = 0;
   private runBlocks = 0;
-  private buffers: Uint8Array[] = [];
-  private memory: ArrayBufferLike | undefined;
-  private start = 0;
-  private length = 0;
+  private readonly memory = new AdjacentViews();
 
   constructor(
     private readonly blockSize: number,
@@ -86,7 +84,7 @@ export class WriteRunBuilder {
       this.runHome = home;
       this.runBlocks = 1;
     }
-    this.extend(memory, byteOffset, this.blockSize);
+    this.memory.add(memory, byteOffset, this.blockSize);
   }
 
   /** Blocks `home` onwards, whose images are `images` end to end (whole blocks, joined): cut where a request ends. */
@@ -99,22 +97,10 @@ export class WriteRunBuilder {
         this.runHome = home + at;
       }
       const take = Math.min(count - at, this.maxBlocks - this.runBlocks);
-      this.extend(images.buffer, images.byteOffset + at * this.blockSize, take * this.blockSize);
+      this.memory.add(images.buffer, images.byteOffset + at * this.blockSize, take * this.blockSize);
       this.runBlocks += take;
       at += take;
     }
-  }
-
-  /** The run's memory goes on with `bytes` at `byteOffset` of `memory`: the same view if adjacent, else a new one. */
-  private extend(memory: ArrayBufferLike, byteOffset: number, bytes: number): void {
-    if (memory === this.memory && byteOffset === this.start + this.length) {
-      this.length += bytes;
-      return;
-    }
-    if (this.memory !== undefined) this.buffers.push(new Uint8Array(this.memory, this.start, this.length));
-    this.memory = memory;
-    this.start = byteOffset;
-    this.length = bytes;
   }
 
   /** The requests, in the order of the blocks added. */
@@ -126,16 +112,13 @@ export class WriteRunBuilder {
   /** The run's writes: one request unless it holds too many buffers. */
   private endRun(): void {
     if (this.runBlocks === 0) return;
-    const buffers = this.buffers;
-    buffers.push(new Uint8Array(this.memory as ArrayBufferLike, this.start, this.length));
+    const buffers = this.memory.finish();
     let offset = (this.firstBlock + this.runHome) * this.blockSize;
     for (let j = 0; j < buffers.length; j += MAX_BUFFERS_PER_REQUEST) {
       const part = buffers.length <= MAX_BUFFERS_PER_REQUEST ? buffers : buffers.slice(j, j + MAX_BUFFERS_PER_REQUEST);
       this.out.push({ op: 'write', offset, buffers: part });
       for (const b of part) offset += b.byteLength;
     }
-    this.buffers = [];
     this.runBlocks = 0;
-    this.memory = undefined;
   }
 }

@@ -1,6 +1,6 @@
 import type { MapDirty } from './block-map';
 import type { DeltaJournal } from './delta-journal';
-import type { JournalBlock, JournalRun } from './home-area';
+import type { JournalBlock, JournalBlockList, JournalRun } from './home-area';
 import type { PlannedDelta, Redirector } from './redirect';
 
 /**
@@ -83,9 +83,13 @@ export class JournalPipeline {
   }
 
   /** Where each block goes (version 2; in version 1 every block is logged at its volume block). */
-  plan(delta: number, blocks: readonly JournalBlock[], dirty: MapDirty): Promise<PlannedDelta> {
+  plan(delta: number, blocks: JournalBlockList, dirty: MapDirty): Promise<PlannedDelta> {
     const redirector = this.redirector;
-    if (redirector === undefined) return Promise.resolve({ logged: blocks.slice(), redirected: [] });
+    if (redirector === undefined) {
+      const logged: JournalBlock[] = new Array(blocks.length);
+      for (let i = 0; i < logged.length; i++) logged[i] = { home: blocks.home(i), image: blocks.image(i) };
+      return Promise.resolve({ logged, redirected: [] });
+    }
     const full = this.full(delta);
     const run = this.plans.then(() => redirector.plan(full, blocks, dirty));
     this.plans = run.catch(() => undefined);

@@ -41,10 +41,9 @@
  * for them before allocating; what still does not fit is logged whole, so a
  * delta never fails for want of reserve while it fits in the log.
  */
-import { joinImages } from '../io/adjacent';
 import type { Allocator, Run } from './allocator';
 import type { MapDirty, VolumeMap } from './block-map';
-import type { JournalBlock, JournalRun } from './home-area';
+import type { JournalBlock, JournalBlockList, JournalRun } from './home-area';
 
 /**
  * 64 KiB: the shortest run whose move costs a later sequential reader no
@@ -166,7 +165,7 @@ export class Redirector {
   }
 
   /** Plans delta `delta` (its full number): `blocks` by volume block, ascending. */
-  async plan(delta: number, blocks: readonly JournalBlock[], dirty: MapDirty): Promise<PlannedDelta> {
+  async plan(delta: number, blocks: JournalBlockList, dirty: MapDirty): Promise<PlannedDelta> {
     const runs = this.runs(blocks);
     let threshold = this.thresholdBlocks;
     let wanted = 0;
@@ -184,7 +183,7 @@ export class Redirector {
       await released;
     }
     // Every run's lookups need their map blocks: those not cached are read together, now.
-    this.map.prefetch(runs.map(([from, to]) => [blocks[from].home, blocks[to - 1].home + 1]));
+    this.map.prefetch(runs.map(([from, to]) => [blocks.home(from), blocks.home(to - 1) + 1]));
     const logged: JournalBlock[] = [];
     const redirected: JournalRun[] = [];
     let redirectedBlocks = 0;
@@ -199,20 +198,20 @@ export class Redirector {
         // A run of the delta is consecutive volume blocks: each allocated run takes the next of them,
         // looked up and mapped a map block at a time (a stream's plan awaits nothing per block).
         for (const run of this.allocator.allocate(to - from)) {
-          const volumeFirst = blocks[at].home;
+          const volumeFirst = blocks.home(at);
           const lookup = this.map.physicals(volumeFirst, run.length, freed);
           if (lookup !== undefined) await lookup;
           await this.map.setRun(volumeFirst, run.start, run.length, dirty, (touched ??= new Map()));
           // Joined where the frames follow one another: no view per block lives on to the write.
-          redirected.push({ home: start + run.start, images: joinImages(blocks, at, at + run.length) });
+          redirected.push({ home: start + run.start, images: blocks.images(at, at + run.length) });
           at += run.length;
           redirectedBlocks += run.length;
         }
       }
       for (; at < to; at++) {
-        let physical = this.map.physical(blocks[at].home);
+        let physical = this.map.physical(blocks.home(at));
         if (typeof physical !== 'number') physical = await physical;
-        logged.push({ home: start + physical, image: blocks[at].image });
+        logged.push({ home: start + physical, image: blocks.image(at) });
         pinnedNow.push(physical);
       }
     }
@@ -250,11 +249,11 @@ export class Redirector {
   }
 
   /** At most the map and summary blocks a plan of these blocks changes. */
-  private mapBlocksBound(blocks: readonly JournalBlock[]): number {
+  private mapBlocksBound(blocks: JournalBlockList): number {
     let count = 0;
     let last = -1;
-    for (const b of blocks) {
-      const k = this.map.mapBlockOf(b.home);
+    for (let i = 0; i < blocks.length; i++) {
+      const k = this.map.mapBlockOf(blocks.home(i));
       if (k !== last) count++;
       last = k;
     }
@@ -262,11 +261,11 @@ export class Redirector {
   }
 
   /** Runs of consecutive volume blocks, as [from, to) index pairs. */
-  private runs(blocks: readonly JournalBlock[]): [number, number][] {
+  private runs(blocks: JournalBlockList): [number, number][] {
     const runs: [number, number][] = [];
     let from = 0;
     for (let i = 1; i <= blocks.length; i++) {
-      if (i === blocks.length || blocks[i].home !== blocks[i - 1].home + 1) {
+      if (i === blocks.length || blocks.home(i) !== blocks.home(i - 1) + 1) {
         runs.push([from, i]);
         from = i;
       }
