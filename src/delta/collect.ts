@@ -15,9 +15,10 @@ import type { Delta } from './delta';
  * an object of its own: the writes take a view per stretch of adjacent
  * memory, a version 2 plan reads homes and redirects whole runs. So blocks
  * are kept as parallel arrays, and an object or a view is made only when
- * one is asked for (a block logged whole). Objects made per block and kept
- * while the delta's writes are in flight outlive the collector's young
- * generation and cost it a copy each; these never exist.
+ * one is asked for (a block logged whole, a version 1 delta's log). Objects
+ * made per block and kept while the delta's writes are in flight outlive
+ * the collector's young generation and cost it a copy each: a stream's
+ * delta makes none.
  */
 
 /** A dirty block of a closed delta: its physical (home) block, and its image in page memory. */
