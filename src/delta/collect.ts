@@ -4,7 +4,7 @@ import { dirtyIn } from '../cache/page';
 import { AdjacentViews } from '../io/adjacent';
 import { BlockforkError } from '../io/errors';
 import type { IoRequest } from '../io/request';
-import { WriteRunBuilder } from '../io/write-runs';
+import { WriteRunBuilder, type BlockList } from '../io/write-runs';
 import type { Delta } from './delta';
 
 /**
@@ -27,15 +27,8 @@ export interface DirtyBlock {
   readonly image: Uint8Array;
 }
 
-/** A closed delta's dirty blocks sorted by home (strictly ascending), read by index. */
-export interface DirtyBlockList {
-  readonly length: number;
-  home(i: number): number;
-  /** Block i's image: a view of its page memory. */
-  image(i: number): Uint8Array;
-  /** The images of blocks `from` to `to - 1`, end to end: views of whole blocks, joined where adjacent in memory. */
-  images(from: number, to: number): Uint8Array[];
-}
+/** A closed delta's dirty blocks sorted by home, read by index. */
+export type DirtyBlockList = BlockList;
 
 /** The blocks `collect` found, sorted by home. */
 export class CollectedBlocks implements DirtyBlockList {
@@ -65,7 +58,7 @@ export class CollectedBlocks implements DirtyBlockList {
     return joined.finish();
   }
 
-  /** Every block as an object of its own, in order (what a journal logs whole). */
+  /** Every block as an object of its own, in order (what a version 1 journal logs whole). */
   toArray(): DirtyBlock[] {
     const out: DirtyBlock[] = new Array(this.homes.length);
     for (let i = 0; i < out.length; i++) out[i] = { home: this.homes[i], image: this.image(i) };

@@ -17,6 +17,21 @@ export interface BlockRun {
   readonly images: readonly Uint8Array[];
 }
 
+/**
+ * Blocks sorted by home (strictly ascending), read by index: a delta's
+ * thousands need no object or view per block until one is asked for.
+ */
+export interface BlockList {
+  readonly length: number;
+  home(i: number): number;
+  /** Block i's image: a view of its memory. */
+  image(i: number): Uint8Array;
+  /** The images of blocks `from` to `to - 1`, end to end: views of whole blocks, joined where adjacent in memory. */
+  images(from: number, to: number): Uint8Array[];
+  /** Every block as an object of its own, in order. */
+  toArray(): BlockImage[];
+}
+
 /** The blocks a run holds (its images' bytes, in blocks). */
 export function runBlockCount(run: BlockRun, blockSize: number): number {
   let bytes = 0;

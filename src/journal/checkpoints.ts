@@ -85,11 +85,7 @@ export class JournalPipeline {
   /** Where each block goes (version 2; in version 1 every block is logged at its volume block). */
   plan(delta: number, blocks: JournalBlockList, dirty: MapDirty): Promise<PlannedDelta> {
     const redirector = this.redirector;
-    if (redirector === undefined) {
-      const logged: JournalBlock[] = new Array(blocks.length);
-      for (let i = 0; i < logged.length; i++) logged[i] = { home: blocks.home(i), image: blocks.image(i) };
-      return Promise.resolve({ logged, redirected: [] });
-    }
+    if (redirector === undefined) return Promise.resolve({ logged: blocks.toArray(), redirected: [] });
     const full = this.full(delta);
     const run = this.plans.then(() => redirector.plan(full, blocks, dirty));
     this.plans = run.catch(() => undefined);

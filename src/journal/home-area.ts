@@ -1,5 +1,5 @@
 import type { IoRequest } from '../io/request';
-import { runWrites, writeRuns, type BlockImage, type BlockRun } from '../io/write-runs';
+import { runWrites, writeRuns, type BlockImage, type BlockList, type BlockRun } from '../io/write-runs';
 
 /** A block of a delta: its data-area index and its image (blockSize bytes of aligned memory). */
 export type JournalBlock = BlockImage;
@@ -7,18 +7,8 @@ export type JournalBlock = BlockImage;
 /** Consecutive blocks of a delta (version 2: redirected): the images, end to end, go to data-area blocks from `home`. */
 export type JournalRun = BlockRun;
 
-/**
- * A delta's blocks sorted by home (strictly ascending), read by index, as a
- * plan takes them: a stream's delta holds thousands, and a plan that
- * redirects a run whole needs no object or view per block of it.
- */
-export interface JournalBlockList {
-  readonly length: number;
-  home(i: number): number;
-  image(i: number): Uint8Array;
-  /** The images of blocks `from` to `to - 1`, end to end: views of whole blocks, joined where adjacent in memory. */
-  images(from: number, to: number): Uint8Array[];
-}
+/** A delta's blocks as a plan takes them: a plan that redirects a run whole needs no object or view per block of it. */
+export type JournalBlockList = BlockList;
 
 /** The write requests that put `blocks` (sorted by home) at their homes in the data area, which starts at block `dataStart`. */
 export function homeRequests(dataStart: number, blockSize: number, blocks: readonly JournalBlock[]): IoRequest[] {
