@@ -34,9 +34,9 @@ export type DirtyBlockList = BlockList;
 export class CollectedBlocks implements DirtyBlockList {
   constructor(
     private readonly cache: Cache,
-    private readonly homes: readonly number[],
-    private readonly frames: readonly number[],
-    private readonly heads: readonly number[],
+    private readonly homes: ArrayLike<number>,
+    private readonly frames: ArrayLike<number>,
+    private readonly heads: ArrayLike<number>,
   ) {}
 
   get length(): number {
@@ -101,38 +101,61 @@ export function collectWrites(delta: Delta, cache: Cache): { requests: IoRequest
  * blocks unless the volume has a block map, which the plan applies) and
  * sorted by them. A BlockMap that must be awaited is, one block at a time,
  * in dirty-list order.
+ *
+ * Typed arrays, sized for the delta's pages: their contents live outside the
+ * collector's heap, so a delta's thousands of entries, kept while its writes
+ * are in flight, are never copied by it (arrays grown by push would be,
+ * element by element, when they outlive the young generation).
  */
 export async function collect(delta: Delta, cache: Cache): Promise<CollectedBlocks> {
   const { pages, perPage } = cache;
-  const mappings: Mapping[] = [];
-  let frames: number[] = [];
-  let heads: number[] = [];
+  let room = 0;
+  for (const mapping of delta.mappings) if (!mapping.internal) room += mapping.dirty[delta.slot].length * perPage;
+  let homes = new Float64Array(room);
+  let frames = new Int32Array(room);
+  let heads = new Uint16Array(room);
+  // Blocks of logical mappings: their BlockMap gives the home, and may have to be awaited.
+  const translated: { at: number; mapping: Mapping }[] = [];
+  let count = 0;
   eachDirtyBlock(delta, cache, (mapping, frame, head) => {
-    mappings.push(mapping);
-    frames.push(frame);
-    heads.push(head);
+    // Untranslated: the volume block is the block itself.
+    homes[count] = pages.index[frame] * perPage + head;
+    if (mapping.translated) translated.push({ at: count, mapping });
+    frames[count] = frame;
+    heads[count] = head;
+    count++;
     return true;
   });
-  let homes: number[] = new Array(frames.length);
-  let ascending = true;
-  for (let i = 0; i < frames.length; i++) {
-    const block = pages.index[frames[i]] * perPage + heads[i];
-    let home = mappings[i].volumeBlock(block);
+  for (const { at, mapping } of translated) {
+    const block = homes[at];
+    let home = mapping.volumeBlock(block);
     if (typeof home !== 'number') home = await home;
     if (home === HOLE) {
-      throw new BlockforkError('ERR_UNMAPPED_BLOCK', `block ${block} of mapping ${mappings[i].id} is dirty but its block map gives a hole`);
+      throw new BlockforkError('ERR_UNMAPPED_BLOCK', `block ${block} of mapping ${mapping.id} is dirty but its block map gives a hole`);
     }
-    homes[i] = home;
-    if (i > 0 && home <= homes[i - 1]) ascending = false;
+    homes[at] = home;
   }
+  let ascending = true;
+  for (let i = 1; i < count && ascending; i++) ascending = homes[i] > homes[i - 1];
+  homes = homes.subarray(0, count);
+  frames = frames.subarray(0, count);
+  heads = heads.subarray(0, count);
   // A stream dirties its pages in order: strictly ascending already, it needs no sort (and no
   // comparator call per block), and no two of its blocks can share a home.
   if (!ascending) {
-    const order = Array.from(homes.keys()).sort((a, b) => homes[a] - homes[b]);
-    homes = order.map((i) => homes[i]);
-    frames = order.map((i) => frames[i]);
-    heads = order.map((i) => heads[i]);
-    for (let i = 1; i < homes.length; i++) {
+    const order = Array.from(homes.keys()).sort((x, y) => homes[x] - homes[y]);
+    const sortedHomes = new Float64Array(count);
+    const sortedFrames = new Int32Array(count);
+    const sortedHeads = new Uint16Array(count);
+    for (let i = 0; i < count; i++) {
+      sortedHomes[i] = homes[order[i]];
+      sortedFrames[i] = frames[order[i]];
+      sortedHeads[i] = heads[order[i]];
+    }
+    homes = sortedHomes;
+    frames = sortedFrames;
+    heads = sortedHeads;
+    for (let i = 1; i < count; i++) {
       if (homes[i] === homes[i - 1]) {
         throw new BlockforkError('ERR_BLOCK_ALIASED', `two dirty blocks of delta ${delta.number} map to physical block ${homes[i]}`);
       }

@@ -50,6 +50,19 @@ export interface Run {
   readonly length: number;
 }
 
+/** A run still being built, which the blocks that follow it extend. */
+export interface GrowingRun {
+  start: number;
+  length: number;
+}
+
+/** Appends blocks start .. start + length − 1 to `runs`: to the last run when they follow it. */
+export function appendRun(runs: GrowingRun[], start: number, length: number): void {
+  const last = runs.length === 0 ? undefined : runs[runs.length - 1];
+  if (last !== undefined && last.start + last.length === start) last.length += length;
+  else runs.push({ start, length });
+}
+
 export class Allocator {
   /** Size of the physical area: blocks 0..physicalBlocks-1. */
   readonly physicalBlocks: number;

@@ -29,7 +29,7 @@ import type { Mapping } from '../cache/mapping';
 import { EMPTY } from '../cache/page';
 import { BlockforkError } from '../io/errors';
 import type { BlockIo } from '../io/request';
-import { Allocator } from './allocator';
+import { Allocator, appendRun, type GrowingRun } from './allocator';
 import { allocBlocks } from './block-memory';
 import { homeReads, type JournalBlock } from './home-area';
 import {
@@ -169,22 +169,25 @@ export class VolumeMap {
 
   /**
    * Appends to `out` the physical blocks of volume blocks first .. first +
-   * count − 1, a map block at a time: synchronous (undefined) when every map
-   * block it needs is cached or unflagged, as in a stream's plan, else a
+   * count − 1, as runs: a block that follows the last run's end extends it
+   * (the old copies of a stream's blocks come back as a few runs, not an
+   * entry each). A map block at a time: synchronous (undefined) when every
+   * map block it needs is cached or unflagged, as in a stream's plan, else a
    * promise that reads the others.
    */
-  physicals(first: number, count: number, out: number[]): void | Promise<void> {
+  physicals(first: number, count: number, out: GrowingRun[]): void | Promise<void> {
     const end = first + count;
     for (let b = first; b < end; ) {
       const k = Math.floor(b / this.entries);
       const upto = Math.min(end, (k + 1) * this.entries);
       if (!this.flagged(k)) {
-        for (; b < upto; b++) out.push(b);
+        appendRun(out, b, upto - b);
+        b = upto;
         continue;
       }
       const view = this.cachedView(this.sb.summaryBlocks + k);
       if (view === undefined) return this.readPhysicals(b, end, out);
-      for (let index = b - k * this.entries; b < upto; b++, index++) out.push(entryPhysical(getEntry(view, index), b));
+      for (let index = b - k * this.entries; b < upto; b++, index++) appendRun(out, entryPhysical(getEntry(view, index), b), 1);
     }
     return undefined;
   }
@@ -222,9 +225,9 @@ export class VolumeMap {
    * rest goes on a map block at a time again (reading the next one it lacks
    * the same way), not an entry at a time.
    */
-  private async readPhysicals(from: number, end: number, out: number[]): Promise<void> {
+  private async readPhysicals(from: number, end: number, out: GrowingRun[]): Promise<void> {
     const physical = this.physical(from);
-    out.push(typeof physical === 'number' ? physical : await physical);
+    appendRun(out, typeof physical === 'number' ? physical : await physical, 1);
     if (from + 1 < end) await this.physicals(from + 1, end - from - 1, out);
   }
 

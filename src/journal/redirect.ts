@@ -41,7 +41,7 @@
  * for them before allocating; what still does not fit is logged whole, so a
  * delta never fails for want of reserve while it fits in the log.
  */
-import type { Allocator, Run } from './allocator';
+import { appendRun, type Allocator, type GrowingRun, type Run } from './allocator';
 import type { MapDirty, VolumeMap } from './block-map';
 import type { JournalBlock, JournalBlockList, JournalRun } from './home-area';
 
@@ -171,7 +171,7 @@ export class Redirector {
     let wanted = 0;
     for (const [from, to] of runs) if (to - from >= threshold) wanted += to - from;
     // A delta whose short runs (and the map blocks it may change) would not fit in the log redirects them too.
-    if (!this.fitsLog(blocks.length - wanted + this.mapBlocksBound(blocks), wanted)) {
+    if (!this.fitsLog(blocks.length - wanted + this.mapBlocksBound(blocks, runs), wanted)) {
       threshold = 1;
       wanted = blocks.length;
     }
@@ -189,7 +189,8 @@ export class Redirector {
     let redirectedBlocks = 0;
     // The map blocks the redirected runs change: none in a delta of short runs alone.
     let touched: Map<number, Buffer> | undefined;
-    const freed: number[] = [];
+    // The old copies of the redirected blocks, as runs in the order of the blocks.
+    const freed: GrowingRun[] = [];
     const pinnedNow: number[] = [];
     const start = this.map.physicalStart;
     for (const [from, to] of runs) {
@@ -216,14 +217,15 @@ export class Redirector {
       }
     }
     const held: number[] = [];
-    let released: number[] = freed;
+    let released: Run[];
     // This delta's own pins come after: a block it logs is not one it frees (they are other volume blocks' homes).
     const pinned = freed.length > 0 ? this.foldPins() : undefined;
     if (pinned !== undefined && pinned.size > 0) {
-      released = [];
-      for (const p of freed) (pinned.has(p) ? held : released).push(p);
-    }
-    for (const run of coalesce(released)) this.allocator.deferFree(delta, run);
+      const unpinned: number[] = [];
+      for (const run of freed) for (let p = run.start; p < run.start + run.length; p++) (pinned.has(p) ? held : unpinned).push(p);
+      released = coalesce(unpinned);
+    } else released = sortRuns(freed);
+    for (const run of released) this.allocator.deferFree(delta, run);
     if (held.length > 0) {
       this.held.push({ delta, runs: coalesce(held) });
       this.heldCount += held.length;
@@ -248,14 +250,16 @@ export class Redirector {
     return this.pinned;
   }
 
-  /** At most the map and summary blocks a plan of these blocks changes. */
-  private mapBlocksBound(blocks: JournalBlockList): number {
+  /** At most the map and summary blocks a plan of these blocks (in `runs`) changes: the map blocks their entries lie in, a run at a time. */
+  private mapBlocksBound(blocks: JournalBlockList, runs: readonly (readonly [number, number])[]): number {
     let count = 0;
     let last = -1;
-    for (let i = 0; i < blocks.length; i++) {
-      const k = this.map.mapBlockOf(blocks.home(i));
-      if (k !== last) count++;
-      last = k;
+    for (const [from, to] of runs) {
+      const first = this.map.mapBlockOf(blocks.home(from));
+      const end = this.map.mapBlockOf(blocks.home(to - 1));
+      // Runs ascend: a map block shared with the run before is counted once.
+      count += end - Math.max(first, last + 1) + 1;
+      last = end;
     }
     return 2 * count;
   }
@@ -284,17 +288,23 @@ function sortByHome(blocks: { readonly home: number }[]): void {
   }
 }
 
+/** Runs sorted by start, those that meet end to end joined (overlapping ones are left apart, for deferFree to refuse). */
+function sortRuns(runs: GrowingRun[]): Run[] {
+  let sorted = true;
+  for (let i = 1; i < runs.length && sorted; i++) sorted = runs[i].start > runs[i - 1].start;
+  if (!sorted) runs.sort((a, b) => a.start - b.start);
+  const out: GrowingRun[] = [];
+  for (const run of runs) appendRun(out, run.start, run.length);
+  return out;
+}
+
 /** Physical blocks as sorted runs. */
 function coalesce(blocks: number[]): Run[] {
   let sorted = true;
   for (let i = 1; i < blocks.length && sorted; i++) sorted = blocks[i] > blocks[i - 1];
   if (!sorted) blocks.sort((a, b) => a - b);
-  const runs: Run[] = [];
-  for (let i = 0; i < blocks.length; ) {
-    let j = i + 1;
-    while (j < blocks.length && blocks[j] === blocks[j - 1] + 1) j++;
-    runs.push({ start: blocks[i], length: j - i });
-    i = j;
-  }
+  const runs: GrowingRun[] = [];
+  // A block listed twice starts a run of its own, for deferFree to refuse.
+  for (const block of blocks) appendRun(runs, block, 1);
   return runs;
 }
