@@ -303,6 +303,42 @@ describe('the writeout of a delta, with a journal (the stage it talks to recorde
     assert.equal(deltas.counters.deltasCommitted, 2);
   });
 
+  it('a delta dirtied in ascending order reaches the plan as its dirty list: forked pages, gaps and an internal mapping beside it, every block logged or redirected with its own delta\'s image', async () => {
+    const { deltas, stage, path, change } = await setup();
+    const meta: Mapping = cache.createMapping(undefined, 64, true);
+    stage.split = (home) => home % 2 === 0;
+    stage.onPlan = async (dirty) => void (await dirty(meta, 7, true)).fill(0xee);
+    const ascending = [1, 2, 3, 5, 6, 9, 12, 13];
+    await change(async (tx) => {
+      for (const b of ascending) (await tx.write(b)).fill(b);
+    });
+    const release = stage.holdLog();
+    const first = deltas.commit();
+    await until(() => stage.calls.some((c) => c.call === 'log'), 'delta 1 logging');
+    // Delta 1's pages are being written: rewriting them forks them, and delta 2's list holds the copies.
+    await change(async (tx) => {
+      for (const b of [2, 3, 6, 13]) (await tx.write(b)).fill(b + 100);
+    });
+    const second = deltas.commit();
+    release();
+    assert.equal(await first, 1);
+    assert.equal(await second, 2);
+    await deltas.drained();
+    assert.deepEqual(
+      stage.calls.filter((c) => c.call === 'plan' || c.call === 'log'),
+      [
+        { call: 'plan', delta: 1, homes: ascending },
+        { call: 'log', delta: 1, homes: [1, 3, 5, 9, 13], redirected: [2, 6, 12] },
+        { call: 'plan', delta: 2, homes: [2, 3, 6, 13] },
+        { call: 'log', delta: 2, homes: [3, 13], redirected: [2, 6] },
+      ],
+    );
+    assert.ok(deltas.counters.forks >= 4, `the rewrites forked (${deltas.counters.forks})`);
+    for (const b of [3, 13]) assert.deepEqual(fileBytes(path, b * BLOCK, BLOCK), pattern(b + 100), `block ${b} is home with delta 2's image`);
+    for (const b of [1, 5, 9]) assert.deepEqual(fileBytes(path, b * BLOCK, BLOCK), pattern(b), `block ${b} is home with delta 1's image`);
+    assert.deepEqual(stage.logged.get(2), pattern(102), 'the redirected block carries the later image');
+  });
+
   it('a block the plan dirties in an internal mapping joins the delta being written, is not collected as data, and is clean once the delta is home', async () => {
     const { deltas, stage, change } = await setup();
     const meta: Mapping = cache.createMapping(undefined, 64, true);

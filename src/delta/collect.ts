@@ -14,11 +14,12 @@ import type { Delta } from './delta';
  * A stream's delta holds thousands of blocks, and nothing per block needs
  * an object of its own: the writes take a view per stretch of adjacent
  * memory, a version 2 plan reads homes and redirects whole runs. So blocks
- * are kept as parallel arrays, and an object or a view is made only when
- * one is asked for (a block logged whole, a version 1 delta's log). Objects
- * made per block and kept while the delta's writes are in flight outlive
- * the collector's young generation and cost it a copy each: a stream's
- * delta makes none.
+ * are kept as parallel arrays (a stream's delta of one block per page keeps
+ * only a copy of its dirty list: the frames, whose page indexes are the
+ * homes), and an object or a view is made only when one is asked for (a
+ * block logged whole, a version 1 delta's log). Objects made per block and
+ * kept while the delta's writes are in flight outlive the collector's young
+ * generation and cost it a copy each: a stream's delta makes none.
  */
 
 /** A dirty block of a closed delta: its physical (home) block, and its image in page memory. */
@@ -30,46 +31,54 @@ export interface DirtyBlock {
 /** A closed delta's dirty blocks sorted by home, read by index. */
 export type DirtyBlockList = BlockList;
 
-/** The blocks `collect` found, sorted by home. */
+/**
+ * The blocks `collect` found, sorted by home. Without `homes` and `heads`
+ * (a stream's delta of one block per page), each block is block 0 of its
+ * frame and its home is the frame's page index.
+ */
 export class CollectedBlocks implements DirtyBlockList {
   constructor(
     private readonly cache: Cache,
-    private readonly homes: ArrayLike<number>,
-    private readonly frames: ArrayLike<number>,
-    private readonly heads: ArrayLike<number>,
+    private readonly frames: readonly number[],
+    private readonly homes?: readonly number[],
+    private readonly heads?: readonly number[],
   ) {}
 
   get length(): number {
-    return this.homes.length;
+    return this.frames.length;
   }
 
   home(i: number): number {
-    return this.homes[i];
+    return this.homes === undefined ? this.cache.pages.index[this.frames[i]] : this.homes[i];
   }
 
   image(i: number): Uint8Array {
-    return this.cache.image(this.frames[i], this.heads[i]);
+    return this.cache.image(this.frames[i], this.head(i));
   }
 
   images(from: number, to: number): Uint8Array[] {
     const joined = new AdjacentViews();
-    const { cache, frames, heads } = this;
-    for (let i = from; i < to; i++) joined.add(cache.frameMemory(frames[i]), cache.imageOffset(frames[i], heads[i]), cache.blockSize);
+    const { cache, frames } = this;
+    for (let i = from; i < to; i++) joined.add(cache.frameMemory(frames[i]), cache.imageOffset(frames[i], this.head(i)), cache.blockSize);
     return joined.finish();
   }
 
   /** Every block as an object of its own, in order (what a version 1 journal logs whole). */
   toArray(): DirtyBlock[] {
-    const out: DirtyBlock[] = new Array(this.homes.length);
-    for (let i = 0; i < out.length; i++) out[i] = { home: this.homes[i], image: this.image(i) };
+    const out: DirtyBlock[] = new Array(this.frames.length);
+    for (let i = 0; i < out.length; i++) out[i] = { home: this.home(i), image: this.image(i) };
     return out;
   }
 
   /** The home writes: consecutive homes as one request, memory joined where adjacent. */
   writes(): IoRequest[] {
     const runs = new WriteRunBuilder(this.cache.blockSize);
-    for (let i = 0; i < this.homes.length; i++) runs.add(this.homes[i], this.cache.frameMemory(this.frames[i]), this.cache.imageOffset(this.frames[i], this.heads[i]));
+    for (let i = 0; i < this.frames.length; i++) runs.add(this.home(i), this.cache.frameMemory(this.frames[i]), this.cache.imageOffset(this.frames[i], this.head(i)));
     return runs.finish();
+  }
+
+  private head(i: number): number {
+    return this.heads === undefined ? 0 : this.heads[i];
   }
 }
 
@@ -101,31 +110,25 @@ export function collectWrites(delta: Delta, cache: Cache): { requests: IoRequest
  * blocks unless the volume has a block map, which the plan applies) and
  * sorted by them. A BlockMap that must be awaited is, one block at a time,
  * in dirty-list order.
- *
- * Typed arrays, sized for the delta's pages: their contents live outside the
- * collector's heap, so a delta's thousands of entries, kept while its writes
- * are in flight, are never copied by it (arrays grown by push would be,
- * element by element, when they outlive the young generation).
  */
 export async function collect(delta: Delta, cache: Cache): Promise<CollectedBlocks> {
+  const stream = streamBlocks(delta, cache);
+  if (stream) return stream;
   const { pages, perPage } = cache;
-  let room = 0;
-  for (const mapping of delta.mappings) if (!mapping.internal) room += mapping.dirty[delta.slot].length * perPage;
-  let homes = new Float64Array(room);
-  let frames = new Int32Array(room);
-  let heads = new Uint16Array(room);
+  let homes: number[] = [];
+  let frames: number[] = [];
+  let heads: number[] = [];
   // Blocks of logical mappings: their BlockMap gives the home, and may have to be awaited.
   const translated: { at: number; mapping: Mapping }[] = [];
-  let count = 0;
   eachDirtyBlock(delta, cache, (mapping, frame, head) => {
     // Untranslated: the volume block is the block itself.
-    homes[count] = pages.index[frame] * perPage + head;
-    if (mapping.translated) translated.push({ at: count, mapping });
-    frames[count] = frame;
-    heads[count] = head;
-    count++;
+    if (mapping.translated) translated.push({ at: homes.length, mapping });
+    homes.push(pages.index[frame] * perPage + head);
+    frames.push(frame);
+    heads.push(head);
     return true;
   });
+  const count = homes.length;
   for (const { at, mapping } of translated) {
     const block = homes[at];
     let home = mapping.volumeBlock(block);
@@ -137,31 +140,44 @@ export async function collect(delta: Delta, cache: Cache): Promise<CollectedBloc
   }
   let ascending = true;
   for (let i = 1; i < count && ascending; i++) ascending = homes[i] > homes[i - 1];
-  homes = homes.subarray(0, count);
-  frames = frames.subarray(0, count);
-  heads = heads.subarray(0, count);
   // A stream dirties its pages in order: strictly ascending already, it needs no sort (and no
   // comparator call per block), and no two of its blocks can share a home.
   if (!ascending) {
     const order = Array.from(homes.keys()).sort((x, y) => homes[x] - homes[y]);
-    const sortedHomes = new Float64Array(count);
-    const sortedFrames = new Int32Array(count);
-    const sortedHeads = new Uint16Array(count);
-    for (let i = 0; i < count; i++) {
-      sortedHomes[i] = homes[order[i]];
-      sortedFrames[i] = frames[order[i]];
-      sortedHeads[i] = heads[order[i]];
-    }
-    homes = sortedHomes;
-    frames = sortedFrames;
-    heads = sortedHeads;
+    homes = order.map((i) => homes[i]);
+    frames = order.map((i) => frames[i]);
+    heads = order.map((i) => heads[i]);
     for (let i = 1; i < count; i++) {
       if (homes[i] === homes[i - 1]) {
         throw new BlockforkError('ERR_BLOCK_ALIASED', `two dirty blocks of delta ${delta.number} map to physical block ${homes[i]}`);
       }
     }
   }
-  return new CollectedBlocks(cache, homes, frames, heads);
+  return new CollectedBlocks(cache, frames, homes, heads);
+}
+
+/**
+ * A stream's delta of one block per page, from the volume's own mapping (or
+ * another untranslated one): its dirty list, homes strictly ascending, is
+ * the sorted list already, and a copy of it is all `collect` needs to keep.
+ * Undefined for any other delta.
+ */
+function streamBlocks(delta: Delta, cache: Cache): CollectedBlocks | undefined {
+  if (cache.perPage !== 1) return undefined;
+  let list: readonly number[] | undefined;
+  for (const mapping of delta.mappings) {
+    if (mapping.internal) continue;
+    if (mapping.translated || list !== undefined) return undefined;
+    list = mapping.dirty[delta.slot];
+  }
+  if (list === undefined) return undefined;
+  const { index, states } = cache.pages;
+  const state = dirtyIn(delta.slot);
+  for (let i = 0; i < list.length; i++) {
+    if (states[list[i]] !== state || (i > 0 && index[list[i]] <= index[list[i - 1]])) return undefined;
+  }
+  // Copied: the list is the slot's, emptied once the delta is written.
+  return new CollectedBlocks(cache, list.slice());
 }
 
 /**
