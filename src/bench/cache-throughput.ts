@@ -122,12 +122,14 @@ export function randomCommitBytes(region: number): number {
 
 async function runStream(target: Target, mode: Mode, call: StreamCall): Promise<Measurement> {
   const volume = await openVolume(target, mode, { queueDepth: SEQUENTIAL_WRITE.queueDepth });
-  const blocks = usableBlocks(volume, target);
+  // Whole changes: where a journaled volume's stream wraps round, no change straddles the end.
+  const usable = usableBlocks(volume, target);
+  const blocks = usable >= BLOCKS_PER_CHANGE ? Math.floor(usable / BLOCKS_PER_CHANGE) * BLOCKS_PER_CHANGE : usable;
   // tx.write reads each block: start the timed pass past what the warm-up left cached, so that
   // every block it reads is fresh to the cache (the warm-up's pages are evicted by the time it wraps).
   const warm = Math.min(blocks, CACHE_BYTES / volume.blockSize);
   let next = call === 'write' ? warm % blocks : 0;
-  return timedPass(volume, target, blocks, streamCommitBytes(target.region), () => next++ % blocks, call);
+  return timedPass(volume, target, regionBlocks(volume, target), streamCommitBytes(target.region), () => next++ % blocks, call);
 }
 
 async function runRandom(target: Target, mode: Mode): Promise<Measurement> {
@@ -136,13 +138,25 @@ async function runRandom(target: Target, mode: Mode): Promise<Measurement> {
   const nextOffset = offsetSource(RANDOM_WRITE, target.region, target.seed);
   // The raw pass's offsets, folded into the volume when a journal holds back part of the region.
   const nextBlock = (): number => (nextOffset() / volume.blockSize) % blocks;
-  return timedPass(volume, target, blocks, randomCommitBytes(target.region), nextBlock, 'overwrite');
+  return timedPass(volume, target, regionBlocks(volume, target), randomCommitBytes(target.region), nextBlock, 'overwrite');
+}
+
+/**
+ * The blocks a timed pass writes: as many as the region holds, in every
+ * mode. A journaled volume holds fewer (its log, and in version 2 its map
+ * and reserve, take part of the region), so its stream wraps round to the
+ * start for the rest: every mode writes the same bytes at the same commit
+ * cadence, and the last delta's writeout, which no later write overlaps, is
+ * the same share of each pass.
+ */
+function regionBlocks(volume: Volume, target: Target): number {
+  return Math.floor(target.region / volume.blockSize);
 }
 
 /** The warm-up pass, then `count` blocks chosen by `nextBlock`, timed; closes the volume. */
 async function timedPass(volume: Volume, target: Target, count: number, commitBytes: number, nextBlock: () => number, call: StreamCall): Promise<Measurement> {
   try {
-    const warm = Math.min(count, CACHE_BYTES / volume.blockSize);
+    const warm = Math.min(count, volume.blockCount, CACHE_BYTES / volume.blockSize);
     let next = 0;
     const cold = await writeBlocks(volume, target, warm, commitBytes, () => next++, 'overwrite');
     const seconds = await writeBlocks(volume, target, count, commitBytes, nextBlock, call);
