@@ -298,13 +298,7 @@ function sortRuns(runs: GrowingRun[]): Run[] {
   return out;
 }
 
-/** Physical blocks as sorted runs. */
-function coalesce(blocks: number[]): Run[] {
-  let sorted = true;
-  for (let i = 1; i < blocks.length && sorted; i++) sorted = blocks[i] > blocks[i - 1];
-  if (!sorted) blocks.sort((a, b) => a - b);
-  const runs: GrowingRun[] = [];
-  // A block listed twice starts a run of its own, for deferFree to refuse.
-  for (const block of blocks) appendRun(runs, block, 1);
-  return runs;
+/** Physical blocks as sorted runs (a block listed twice starts a run of its own, for deferFree to refuse). */
+function coalesce(blocks: readonly number[]): Run[] {
+  return sortRuns(blocks.map((start) => ({ start, length: 1 })));
 }
