@@ -125,10 +125,14 @@ async function runStream(target: Target, mode: Mode, call: StreamCall): Promise<
   // Whole changes: where a journaled volume's stream wraps round, no change straddles the end.
   const usable = usableBlocks(volume, target);
   const blocks = usable >= BLOCKS_PER_CHANGE ? Math.floor(usable / BLOCKS_PER_CHANGE) * BLOCKS_PER_CHANGE : usable;
-  // tx.write reads each block: start the timed pass past what the warm-up left cached, so that
-  // every block it reads is fresh to the cache (the warm-up's pages are evicted by the time it wraps).
+  // The timed pass starts where the warm-up ended, past what it left cached: every block it
+  // writes is a miss, as in a stream longer than the cache (the warm-up's pages are evicted by
+  // the time it wraps), and tx.write reads each one fresh. Started at block 0, it would begin
+  // with a cache's worth of hits in a mode whose cache kept all of the warm-up's pages (ordered
+  // mode's does), and none in one where anything else took a page of room: version 2's block map
+  // does, and the stream's first miss then evicts, oldest first, each page it is about to write.
   const warm = Math.min(blocks, CACHE_BYTES / volume.blockSize);
-  let next = call === 'write' ? warm % blocks : 0;
+  let next = warm % blocks;
   return timedPass(volume, target, regionBlocks(volume, target), streamCommitBytes(target.region), () => next++ % blocks, call);
 }
 
